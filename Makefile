@@ -1,0 +1,44 @@
+# prepred — the commands the README documents.
+#   make run     install what is missing, build, start pred (:50051/:8001) and prep (:8000)
+#   make test    every test of every module, with the real ONNX Runtime and generated models
+#   make check   generated code up to date, gofmt, go vet, staticcheck
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+MODULES := ./api/... ./pred/... ./prep/... ./deploy/...
+GO_TEST_FLAGS ?= -timeout 30m
+STATICCHECK_VERSION := v0.8.2
+BIN := bin
+TOOLS := .cache/tools/bin
+
+.PHONY: run test check build models onnxruntime bench fmt
+
+onnxruntime:
+	@scripts/install-onnxruntime.sh >/dev/null
+
+models:
+	@scripts/gen-models.sh
+
+build:
+	go build -o $(BIN)/pred ./pred/cmd/pred
+	go build -o $(BIN)/prep ./prep/cmd/prep
+
+# run starts pred in the background and prep in the foreground; Ctrl-C stops both.
+run: onnxruntime models build
+	@ORT="$$(scripts/install-onnxruntime.sh)"; \
+	$(BIN)/pred --model-repository models --ort-lib "$$ORT" & pred=$$!; \
+	trap 'kill -TERM $$pred 2>/dev/null; wait $$pred' EXIT; \
+	$(BIN)/prep --pred-address localhost:50051
+
+test: onnxruntime models
+	ONNXRUNTIME_LIB="$$(scripts/install-onnxruntime.sh)" go test $(GO_TEST_FLAGS) $(MODULES)
+
+check:
+	scripts/gen-proto.sh --check
+	@out="$$(gofmt -l api pred prep $$(test -d deploy && echo deploy))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet $(MODULES)
+	@if [[ ! -x $(TOOLS)/staticcheck ]]; then GOBIN="$$PWD/$(TOOLS)" GOWORK=off go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); fi
+	$(TOOLS)/staticcheck $(MODULES)
+
+fmt:
+	gofmt -w api pred prep $$(test -d deploy && echo deploy)
