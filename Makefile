@@ -11,13 +11,17 @@ STATICCHECK_VERSION := v0.8.2
 BIN := bin
 TOOLS := .cache/tools/bin
 
-.PHONY: run test check build models onnxruntime bench fmt
+.PHONY: run test check build models onnxruntime helm bench fmt
 
 onnxruntime:
 	@scripts/install-onnxruntime.sh >/dev/null
 
 models:
 	@scripts/gen-models.sh
+
+# helm renders the Kubernetes chart in the deployment tests.
+helm:
+	@scripts/install-helm.sh >/dev/null
 
 build:
 	go build -o $(BIN)/pred ./pred/cmd/pred
@@ -30,7 +34,7 @@ run: onnxruntime models build
 	trap 'kill -TERM $$pred 2>/dev/null; wait $$pred' EXIT; \
 	$(BIN)/prep --pred-address localhost:50051
 
-test: onnxruntime models
+test: onnxruntime models helm
 	ONNXRUNTIME_LIB="$$(scripts/install-onnxruntime.sh)" go test $(GO_TEST_FLAGS) $(MODULES)
 
 check:
