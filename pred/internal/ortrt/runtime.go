@@ -1,0 +1,173 @@
+// Package ortrt is pred's only door to ONNX Runtime: it owns the runtime's
+// process-wide environment, opens sessions with the options a model's
+// configuration asks for, and runs them on raw tensor bytes. No other package
+// imports github.com/yalue/onnxruntime_go.
+package ortrt
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+)
+
+// Runtime is the loaded ONNX Runtime library and its environment. ONNX
+// Runtime has one environment per process, so at most one Runtime may be
+// open at a time; Close destroys it and unloads the library.
+type Runtime struct {
+	libPath string
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	sessions int // open sessions; Close refuses while any is open
+	closed   bool
+}
+
+// New loads the ONNX Runtime shared library at libPath (a path, or a bare
+// file name for the system loader) and creates the environment.
+func New(libPath string) (*Runtime, error) {
+	if ort.IsInitialized() {
+		return nil, errors.New("onnx runtime: an environment already exists in this process; close the previous Runtime first")
+	}
+	ort.SetSharedLibraryPath(libPath)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelWarning()); err != nil {
+		return nil, fmt.Errorf("onnx runtime: load %q (set --ort-lib or ONNXRUNTIME_LIB to the path of libonnxruntime.so; scripts/install-onnxruntime.sh installs one): %w", libPath, err)
+	}
+	return &Runtime{libPath: libPath}, nil
+}
+
+// Version returns the version of the loaded library, e.g. "1.24.3".
+func (r *Runtime) Version() string { return ort.GetVersion() }
+
+// LibraryPath returns the path the library was loaded from.
+func (r *Runtime) LibraryPath() string { return r.libPath }
+
+// Close destroys the environment and unloads the library. Every session must
+// be closed first: a session outliving its environment would crash the
+// process on its next use.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	if r.sessions > 0 {
+		return fmt.Errorf("onnx runtime: %d sessions are still open", r.sessions)
+	}
+	r.closed = true
+	if err := ort.DestroyEnvironment(); err != nil {
+		return fmt.Errorf("onnx runtime: destroy environment: %w", err)
+	}
+	return nil
+}
+
+// Options are the session options a model's configuration may set; the zero
+// value leaves every choice to ONNX Runtime's defaults on the CPU.
+type Options struct {
+	// IntraOpThreads and InterOpThreads size the session's thread pools;
+	// 0 lets ONNX Runtime choose (one thread per physical core).
+	IntraOpThreads int
+	InterOpThreads int
+	// GraphOptimizationLevel is "disable", "basic", "extended" or "all";
+	// empty means "all".
+	GraphOptimizationLevel string
+	// ExecutionProvider is "cpu" or "cuda"; empty means "cpu".
+	ExecutionProvider string
+	// OutputNames selects the outputs Run computes, in the order Run
+	// returns them; empty means every output of the model, in model order.
+	OutputNames []string
+}
+
+// FromConfig returns the session options of a model configuration.
+func FromConfig(rt *predv1.RuntimeOptions) Options {
+	return Options{
+		IntraOpThreads:         int(rt.GetIntraOpThreads()),
+		InterOpThreads:         int(rt.GetInterOpThreads()),
+		GraphOptimizationLevel: rt.GetGraphOptimizationLevel(),
+		ExecutionProvider:      rt.GetExecutionProvider(),
+	}
+}
+
+// graphOptimizationLevels maps the configuration's names to ONNX Runtime's.
+var graphOptimizationLevels = map[string]ort.GraphOptimizationLevel{
+	"":         ort.GraphOptimizationLevelEnableAll,
+	"all":      ort.GraphOptimizationLevelEnableAll,
+	"extended": ort.GraphOptimizationLevelEnableExtended,
+	"basic":    ort.GraphOptimizationLevelEnableBasic,
+	"disable":  ort.GraphOptimizationLevelDisableAll,
+}
+
+// sessionOptions builds ONNX Runtime session options from o. The caller
+// destroys the result.
+func (r *Runtime) sessionOptions(o Options) (*ort.SessionOptions, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("create session options: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			so.Destroy()
+		}
+	}()
+	if o.IntraOpThreads < 0 || o.InterOpThreads < 0 {
+		return nil, fmt.Errorf("thread counts must not be negative (intra_op_threads %d, inter_op_threads %d)", o.IntraOpThreads, o.InterOpThreads)
+	}
+	if o.IntraOpThreads > 0 {
+		if err := so.SetIntraOpNumThreads(o.IntraOpThreads); err != nil {
+			return nil, fmt.Errorf("set intra-op threads: %w", err)
+		}
+	}
+	if o.InterOpThreads > 0 {
+		if err := so.SetInterOpNumThreads(o.InterOpThreads); err != nil {
+			return nil, fmt.Errorf("set inter-op threads: %w", err)
+		}
+	}
+	level, known := graphOptimizationLevels[o.GraphOptimizationLevel]
+	if !known {
+		return nil, fmt.Errorf("unknown graph optimization level %q (want disable, basic, extended or all)", o.GraphOptimizationLevel)
+	}
+	if err := so.SetGraphOptimizationLevel(level); err != nil {
+		return nil, fmt.Errorf("set graph optimization level: %w", err)
+	}
+	switch o.ExecutionProvider {
+	case "", "cpu":
+	case "cuda":
+		cuda, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return nil, r.cudaUnavailable(err)
+		}
+		defer cuda.Destroy()
+		if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
+			return nil, r.cudaUnavailable(err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown execution provider %q (want cpu or cuda)", o.ExecutionProvider)
+	}
+	ok = true
+	return so, nil
+}
+
+func (r *Runtime) cudaUnavailable(err error) error {
+	return fmt.Errorf("execution provider cuda is not available with the ONNX Runtime library %q (it needs a GPU build of ONNX Runtime 1.24 with CUDA and cuDNN installed; set --ort-lib to one, or set runtime.execution_provider to \"cpu\"): %w", r.libPath, err)
+}
+
+// addSession counts a new session, refusing if the runtime is closed.
+func (r *Runtime) addSession() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("onnx runtime: closed")
+	}
+	r.sessions++
+	return nil
+}
+
+func (r *Runtime) removeSession() {
+	r.mu.Lock()
+	r.sessions--
+	r.mu.Unlock()
+}

@@ -1,0 +1,242 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/pred/internal/ortrt"
+	"github.com/prepred/prepred/pred/internal/tensor"
+)
+
+// CheckFingerprint compares the fingerprint of the preprocessing spec a
+// caller executed with the one the model announces. An empty fingerprint
+// (a caller that sends raw tensors) always passes.
+func (v *Version) CheckFingerprint(fingerprint string) error {
+	m := v.Model
+	if fingerprint == "" || fingerprint == m.Fingerprint {
+		return nil
+	}
+	if m.Fingerprint == "" {
+		return status.Errorf(codes.FailedPrecondition,
+			"spec_fingerprint mismatch for model %q version %d: the request was preprocessed with spec %q, but the model announces no preprocess spec; send raw tensors with an empty spec_fingerprint",
+			m.Name, v.Number, fingerprint)
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"spec_fingerprint mismatch for model %q version %d: the request was preprocessed with spec %q, the model announces %q; re-read ModelMetadata and preprocess with the announced spec",
+		m.Name, v.Number, fingerprint, m.Fingerprint)
+}
+
+// Predict validates inputs against the model's configuration and runs the
+// model. Inputs may be given in any order; a single unnamed input names the
+// model's only input. Every problem with the inputs is an InvalidArgument
+// error found before ONNX Runtime sees them. Outputs follow the configured
+// output order.
+func (v *Version) Predict(ctx context.Context, inputs []tensor.Tensor) ([]tensor.Tensor, error) {
+	ordered, batch, err := v.validate(inputs)
+	if err != nil {
+		return nil, err
+	}
+	shapes := make([][]int64, len(v.outputDims))
+	for i, dims := range v.outputDims {
+		switch {
+		case dims == nil:
+		case v.Model.Config.GetMaxBatchSize() > 0:
+			shapes[i] = append([]int64{batch}, dims...)
+		default:
+			shapes[i] = dims
+		}
+	}
+	outs, err := v.session.Run(ctx, ordered, shapes)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, status.FromContextError(ctxErr).Err()
+		}
+		return nil, status.Errorf(codes.Internal, "model %q version %d failed to run: %v", v.Model.Name, v.Number, err)
+	}
+	return outs, nil
+}
+
+// validate checks inputs against the configuration and returns them in the
+// session's input order, with the batch size (1 without a batch dimension).
+func (v *Version) validate(inputs []tensor.Tensor) ([]tensor.Tensor, int64, error) {
+	cfg := v.Model.Config
+	specs := cfg.GetInputs()
+	if len(inputs) != len(specs) {
+		return nil, 0, invalid("model %q takes %d inputs (%s), the request has %d", v.Model.Name, len(specs), tensorNames(specs), len(inputs))
+	}
+	ordered := make([]tensor.Tensor, len(specs))
+	var batch int64 = -1
+	batchFrom := ""
+	for i, in := range inputs {
+		name := in.Name
+		if name == "" {
+			if len(specs) != 1 {
+				return nil, 0, invalid("input %d has no name; model %q takes inputs %s", i, v.Model.Name, tensorNames(specs))
+			}
+			name = specs[0].GetName()
+		}
+		j := slices.IndexFunc(specs, func(s *predv1.TensorSpec) bool { return s.GetName() == name })
+		if j < 0 {
+			return nil, 0, invalid("unknown input %q; model %q takes %s", name, v.Model.Name, tensorNames(specs))
+		}
+		if ordered[j].Name != "" {
+			return nil, 0, invalid("input %q is given twice", name)
+		}
+		b, err := v.checkTensor(specs[j], in)
+		if err != nil {
+			return nil, 0, err
+		}
+		if batch >= 0 && b != batch {
+			return nil, 0, invalid("input %q has batch size %d but input %q has %d; all inputs must share the batch size", name, b, batchFrom, batch)
+		}
+		batch, batchFrom = b, name
+		in.Name = name
+		ordered[j] = in
+	}
+	return ordered, batch, nil
+}
+
+// checkTensor checks one input against its spec and returns its batch size.
+func (v *Version) checkTensor(spec *predv1.TensorSpec, in tensor.Tensor) (int64, error) {
+	name := spec.GetName()
+	mbs := int64(v.Model.Config.GetMaxBatchSize())
+	if tensor.ElementSize(in.DType) == 0 {
+		return 0, invalid("input %q: dtype %v is not supported; model %q expects %v", name, in.DType, v.Model.Name, spec.GetDtype())
+	}
+	if in.DType != spec.GetDtype() {
+		return 0, invalid("input %q: dtype is %v, model %q expects %v", name, in.DType, v.Model.Name, spec.GetDtype())
+	}
+	// The element ceiling comes before the size arithmetic below, so no
+	// shape can overflow it.
+	n, err := tensor.ElementCount(in.Shape)
+	if err != nil {
+		return 0, invalid("input %q: %v", name, err)
+	}
+	want := spec.GetShape()
+	expected := expectedShape(want, mbs)
+	dims := in.Shape
+	batch := int64(1)
+	if mbs > 0 {
+		if len(in.Shape) != len(want)+1 {
+			return 0, invalid("input %q: shape %v has rank %d, model %q expects rank %d: %s", name, in.Shape, len(in.Shape), v.Model.Name, len(want)+1, expected)
+		}
+		batch, dims = in.Shape[0], in.Shape[1:]
+		if batch < 1 || batch > mbs {
+			return 0, invalid("input %q: batch size %d (shape %v) is outside 1..%d (max_batch_size of model %q)", name, batch, in.Shape, mbs, v.Model.Name)
+		}
+	} else if len(in.Shape) != len(want) {
+		return 0, invalid("input %q: shape %v has rank %d, model %q expects rank %d: %s", name, in.Shape, len(in.Shape), v.Model.Name, len(want), expected)
+	}
+	for i, d := range dims {
+		axis := i
+		if mbs > 0 {
+			axis++
+		}
+		if w := want[i]; w == -1 && d < 1 {
+			return 0, invalid("input %q: dimension %d of shape %v is %d; it must be at least 1: %s", name, axis, in.Shape, d, expected)
+		} else if w != -1 && d != w {
+			return 0, invalid("input %q: dimension %d of shape %v is %d, model %q expects %d: %s", name, axis, in.Shape, d, v.Model.Name, w, expected)
+		}
+	}
+	size := n * int64(tensor.ElementSize(in.DType))
+	if int64(len(in.Data)) != size {
+		return 0, invalid("input %q: raw_data has %d bytes; shape %v of %v (%d bytes each) needs %d",
+			name, len(in.Data), in.Shape, in.DType, tensor.ElementSize(in.DType), size)
+	}
+	return batch, nil
+}
+
+// expectedShape describes the shape an input must have, e.g.
+// "expected [N 3 224 224] with 1 <= N <= 8".
+func expectedShape(dims []int64, mbs int64) string {
+	parts := make([]string, 0, len(dims)+1)
+	if mbs > 0 {
+		parts = append(parts, "N")
+	}
+	for _, d := range dims {
+		if d == -1 {
+			parts = append(parts, "*")
+		} else {
+			parts = append(parts, fmt.Sprint(d))
+		}
+	}
+	s := "expected [" + strings.Join(parts, " ") + "]"
+	if mbs > 0 {
+		s += fmt.Sprintf(" with 1 <= N <= %d", mbs)
+	}
+	return s
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+func tensorNames(specs []*predv1.TensorSpec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = fmt.Sprintf("%q", s.GetName())
+	}
+	return "[" + strings.Join(names, ", ") + "]"
+}
+
+// checkSession checks that the model file has exactly the configured
+// inputs, and the configured outputs, with matching types and shapes.
+func checkSession(cfg *predv1.ModelConfig, sess *ortrt.Session) error {
+	mbs := cfg.GetMaxBatchSize()
+	var errs []error
+	if len(sess.Inputs()) != len(cfg.GetInputs()) {
+		errs = append(errs, fmt.Errorf("the model has inputs %v, the config lists %s", infoNames(sess.Inputs()), tensorNames(cfg.GetInputs())))
+	}
+	for _, spec := range cfg.GetInputs() {
+		errs = append(errs, checkTensorInfo("input", spec, sess.Inputs(), mbs))
+	}
+	for _, spec := range cfg.GetOutputs() {
+		errs = append(errs, checkTensorInfo("output", spec, sess.Outputs(), mbs))
+	}
+	return errors.Join(errs...)
+}
+
+func checkTensorInfo(kind string, spec *predv1.TensorSpec, infos []ortrt.TensorInfo, mbs int32) error {
+	i := slices.IndexFunc(infos, func(t ortrt.TensorInfo) bool { return t.Name == spec.GetName() })
+	if i < 0 {
+		return fmt.Errorf("the model has no %s %q (it has %v)", kind, spec.GetName(), infoNames(infos))
+	}
+	info := infos[i]
+	if info.DType != spec.GetDtype() {
+		return fmt.Errorf("%s %q: the model's dtype is %v, the config says %v", kind, spec.GetName(), info.DType, spec.GetDtype())
+	}
+	dims := info.Shape
+	if mbs > 0 {
+		if len(dims) == 0 {
+			return fmt.Errorf("%s %q: the model's shape is a scalar, but max_batch_size %d needs a batch dimension", kind, spec.GetName(), mbs)
+		}
+		if b := dims[0]; b != -1 && !(b == 1 && mbs == 1) {
+			return fmt.Errorf("%s %q: the model fixes the first dimension at %d, so it cannot run batches of up to %d; export it with a dynamic batch dimension or set max_batch_size to 0 and list the full shape", kind, spec.GetName(), b, mbs)
+		}
+		dims = dims[1:]
+	}
+	if len(dims) != len(spec.GetShape()) {
+		return fmt.Errorf("%s %q: the model's shape %v has rank %d, the config's shape %v (batch dimension excluded) rank %d", kind, spec.GetName(), info.Shape, len(info.Shape), spec.GetShape(), len(spec.GetShape()))
+	}
+	for j, d := range dims {
+		if w := spec.GetShape()[j]; d != -1 && w != -1 && d != w {
+			return fmt.Errorf("%s %q: the model's shape is %v, the config's %v (batch dimension excluded)", kind, spec.GetName(), info.Shape, spec.GetShape())
+		}
+	}
+	return nil
+}
+
+func infoNames(infos []ortrt.TensorInfo) []string {
+	names := make([]string, len(infos))
+	for i, t := range infos {
+		names[i] = t.Name
+	}
+	return names
+}
