@@ -281,7 +281,10 @@ type ModelMetadataResponse struct {
 	Model   string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	Version int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// versions lists every version of the model being served.
-	Versions   []int64         `protobuf:"varint,3,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	Versions []int64 `protobuf:"varint,3,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	// inputs and outputs carry full tensor shapes: when max_batch_size > 0 the
+	// first dimension is the batch dimension, announced as -1 (as in the Open
+	// Inference Protocol), followed by the config's per-item shape.
 	Inputs     []*TensorSpec   `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty"`
 	Outputs    []*TensorSpec   `protobuf:"bytes,5,rep,name=outputs,proto3" json:"outputs,omitempty"`
 	Labels     []string        `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty"`
