@@ -1,0 +1,9 @@
+//go:build !purego && cgo
+
+package imageprep
+
+// jpegMaxLevelDiff is zero: libjpeg-turbo with Pillow's settings decodes to
+// the same pixels as Pillow.
+const jpegMaxLevelDiff = 0
+
+func jpegLevelBound(string) int { return jpegMaxLevelDiff }
