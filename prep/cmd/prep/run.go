@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/prepred/prepred/prep/internal/httpapi"
+	"github.com/prepred/prepred/prep/internal/imageprep"
+	"github.com/prepred/prepred/prep/internal/predclient"
+)
+
+const (
+	// readHeaderTimeout bounds how long a client may take to send its
+	// request headers.
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds reading a whole request, body included (a 32 MiB
+	// body at 1 MB/s).
+	readTimeout = 60 * time.Second
+	// idleTimeout closes keep-alive connections idle this long.
+	idleTimeout = 120 * time.Second
+	// drainGrace is added to the longest request timeout to bound a
+	// graceful shutdown: requests in flight get their full timeout, plus
+	// this.
+	drainGrace = 5 * time.Second
+)
+
+// config is prep's configuration: flags, each with an environment variable
+// that replaces its default.
+type config struct {
+	httpAddr          string
+	predAddress       string
+	model             string
+	modelVersion      int64
+	requestTimeout    time.Duration
+	maxRequestTimeout time.Duration
+	maxBodyBytes      int64
+	maxPixels         int64
+	maxBatchImages    int
+	logLevel          zapcore.Level
+}
+
+// flagEnv names the environment variable of each flag, in flag order.
+var flagEnv = []struct{ flag, env string }{
+	{"http-addr", "PREP_HTTP_ADDR"},
+	{"pred-address", "PRED_ADDRESS"},
+	{"model", "PREP_MODEL"},
+	{"model-version", "PREP_MODEL_VERSION"},
+	{"request-timeout", "PREP_REQUEST_TIMEOUT"},
+	{"max-request-timeout", "PREP_MAX_REQUEST_TIMEOUT"},
+	{"max-body-bytes", "PREP_MAX_BODY_BYTES"},
+	{"max-pixels", "PREP_MAX_PIXELS"},
+	{"max-batch-images", "PREP_MAX_BATCH_IMAGES"},
+	{"log-level", "PREP_LOG_LEVEL"},
+}
+
+// parseConfig reads flags from args over environment variables from getenv
+// over defaults. For -h it writes the usage to usage and returns
+// flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
+	cfg := config{logLevel: zapcore.InfoLevel}
+	fs := flag.NewFlagSet("prep", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, not printed
+	fs.StringVar(&cfg.httpAddr, "http-addr", ":8000", "address the HTTP API listens on")
+	fs.StringVar(&cfg.predAddress, "pred-address", "localhost:50051", `pred's gRPC address: "host:port" (every address of the name is used), a list of replicas "host1:port1,host2:port2", or a gRPC target such as "dns:///pred:50051"`)
+	fs.StringVar(&cfg.model, "model", "resnet50", "model to serve")
+	fs.Int64Var(&cfg.modelVersion, "model-version", 0, "model version to serve; 0 is the highest version pred serves")
+	fs.DurationVar(&cfg.requestTimeout, "request-timeout", 10*time.Second, "deadline of one prediction (preprocessing and the pred call) unless the request sets one with X-Request-Timeout or Grpc-Timeout")
+	fs.DurationVar(&cfg.maxRequestTimeout, "max-request-timeout", 60*time.Second, "largest deadline a request may set with X-Request-Timeout or Grpc-Timeout; longer ones are cut to it")
+	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 32<<20, "largest request body accepted, in bytes (JSON, multipart or raw image)")
+	fs.Int64Var(&cfg.maxPixels, "max-pixels", 50_000_000, "largest image accepted, in pixels (width*height), checked before decoding")
+	fs.IntVar(&cfg.maxBatchImages, "max-batch-images", 32, "most images one /predict/batch request may carry; the model's max_batch_size bounds it further")
+	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: prep [flags]\n\nEach flag can also be set by its environment variable; a flag given on the command line wins.")
+		for _, fe := range flagEnv {
+			f := fs.Lookup(fe.flag)
+			fmt.Fprintf(fs.Output(), "  -%s (%s, default %q)\n    \t%s\n", f.Name, fe.env, f.DefValue, f.Usage)
+		}
+	}
+	for _, fe := range flagEnv {
+		if v := getenv(fe.env); v != "" {
+			if err := fs.Set(fe.flag, v); err != nil {
+				return cfg, fmt.Errorf("environment variable %s=%q: %w", fe.env, v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(usage)
+			fs.Usage()
+		}
+		return cfg, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case cfg.model == "":
+		return cfg, errors.New("-model must not be empty")
+	case cfg.modelVersion < 0:
+		return cfg, fmt.Errorf("-model-version %d must be 0 (latest) or positive", cfg.modelVersion)
+	case cfg.requestTimeout <= 0:
+		return cfg, fmt.Errorf("-request-timeout %v must be positive", cfg.requestTimeout)
+	case cfg.maxRequestTimeout < cfg.requestTimeout:
+		return cfg, fmt.Errorf("-max-request-timeout %v must not be below -request-timeout %v", cfg.maxRequestTimeout, cfg.requestTimeout)
+	case cfg.maxBatchImages <= 0:
+		return cfg, fmt.Errorf("-max-batch-images %d must be positive", cfg.maxBatchImages)
+	case cfg.maxBodyBytes <= 0:
+		return cfg, fmt.Errorf("-max-body-bytes %d must be positive", cfg.maxBodyBytes)
+	case cfg.maxPixels <= 0:
+		return cfg, fmt.Errorf("-max-pixels %d must be positive", cfg.maxPixels)
+	}
+	return cfg, nil
+}
+
+// newLogger logs JSON lines (zap's production encoding) to w.
+func newLogger(w io.Writer, level zapcore.Level) *zap.Logger {
+	sink := zapcore.Lock(zapcore.AddSync(w))
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), sink, level)
+	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(sink)).Named("prep")
+}
+
+// run starts prep and serves until ctx ends, then drains requests in flight
+// and returns nil. Logs go to stdout; once the API listens, one line with
+// msg "listening" gives its address as http_addr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(stdout, cfg.logLevel)
+	defer func() { _ = log.Sync() }()
+
+	client, err := predclient.New(predclient.Config{
+		Target:  cfg.predAddress,
+		Model:   cfg.model,
+		Version: cfg.modelVersion,
+		Limits:  imageprep.Limits{MaxPixels: cfg.maxPixels},
+		Logger:  log.Named("predclient"),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = client.Close() }()
+	// The contract is read in the background: prep serves /health at once
+	// and /ready explains what it waits for while pred is unreachable.
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	var refresh sync.WaitGroup
+	refresh.Go(func() { client.Run(refreshCtx) })
+	defer refresh.Wait()
+	defer stopRefresh()
+
+	srv := &http.Server{
+		Handler: httpapi.New(httpapi.Config{
+			Client:            client,
+			Logger:            log.Named("http"),
+			RequestTimeout:    cfg.requestTimeout,
+			MaxRequestTimeout: cfg.maxRequestTimeout,
+			MaxBodyBytes:      cfg.maxBodyBytes,
+			MaxBatchImages:    cfg.maxBatchImages,
+		}),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	ln, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.httpAddr, err)
+	}
+	log.Info("listening",
+		zap.String("http_addr", ln.Addr().String()),
+		zap.String("pred_address", predclient.Target(cfg.predAddress)),
+		zap.String("model", cfg.model), zap.Int64("model_version", cfg.modelVersion))
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve HTTP on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+
+	timeout := cfg.maxRequestTimeout + drainGrace
+	log.Info("shutting down", zap.Duration("drain_timeout", timeout))
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("requests still in flight after the drain timeout were cut off", zap.Error(err))
+		_ = srv.Close()
+	}
+	<-served
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,367 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/prepred/prepred/prep/internal/imageprep"
+	"github.com/prepred/prepred/prep/internal/metrics"
+	"github.com/prepred/prepred/prep/internal/postprocess"
+	"github.com/prepred/prepred/prep/internal/predclient"
+)
+
+// classScore is one class of a top-k answer.
+type classScore struct {
+	Label       string  `json:"label"`
+	Index       int     `json:"index"`
+	Probability float64 `json:"probability"`
+}
+
+// topKBody is the answer of /predict/topk and /predict?top_k=.
+type topKBody struct {
+	Prediction []classScore `json:"prediction"`
+	Model      string       `json:"model"`
+	Version    int64        `json:"version"`
+}
+
+// predict implements POST /predict: {"prediction": [[p0, p1, ...]]}, or
+// with ?top_k=N the N most probable classes as /predict/topk answers.
+func (s *server) predict(c *gin.Context) {
+	o, ok := s.parseOptions(c, false)
+	if !ok {
+		return
+	}
+	p, ok := s.predictOne(c, o, nil)
+	if !ok {
+		return
+	}
+	if o.topK > 0 {
+		respond(c, topKBody{Prediction: p.topK(o.topK), Model: p.ct.Model, Version: p.ct.Version})
+		return
+	}
+	respond(c, gin.H{"prediction": [][]float64{p.probs}})
+}
+
+// predictLabel implements POST /predict/label: {"prediction": "<label>"}.
+func (s *server) predictLabel(c *gin.Context) {
+	o, ok := s.parseOptions(c, false)
+	if !ok {
+		return
+	}
+	if p, ok := s.predictOne(c, o, nil); ok {
+		respond(c, gin.H{"prediction": p.label(postprocess.Argmax(p.probs))})
+	}
+}
+
+// predictTopK implements POST /predict/topk?k=N (or top_k=N): the N most
+// probable classes, most probable first.
+func (s *server) predictTopK(c *gin.Context) {
+	o, ok := s.parseOptions(c, true)
+	if !ok {
+		return
+	}
+	if o.topK == 0 {
+		o.topK = defaultTopK
+	}
+	if p, ok := s.predictOne(c, o, nil); ok {
+		respond(c, topKBody{Prediction: p.topK(o.topK), Model: p.ct.Model, Version: p.ct.Version})
+	}
+}
+
+// predictTest implements GET /predict/test: /predict on the bundled sample.
+func (s *server) predictTest(c *gin.Context) {
+	o, ok := s.parseOptions(c, false)
+	if !ok {
+		return
+	}
+	if p, ok := s.predictOne(c, o, sampleImage); ok {
+		respond(c, gin.H{"prediction": [][]float64{p.probs}})
+	}
+}
+
+// predictTestLabel implements GET /predict/test/label.
+func (s *server) predictTestLabel(c *gin.Context) {
+	o, ok := s.parseOptions(c, false)
+	if !ok {
+		return
+	}
+	if p, ok := s.predictOne(c, o, sampleImage); ok {
+		respond(c, gin.H{"prediction": p.label(postprocess.Argmax(p.probs))})
+	}
+}
+
+// batchItem is one image's result in a batch answer: its most probable
+// class (and top_k when asked), or why it could not be classified.
+type batchItem struct {
+	*classScore
+	TopK  []classScore `json:"top_k,omitempty"`
+	Error *errorDetail `json:"error,omitempty"`
+}
+
+// batchBody is the answer of /predict/batch.
+type batchBody struct {
+	Model       string      `json:"model"`
+	Version     int64       `json:"version"`
+	Predictions []batchItem `json:"predictions"`
+}
+
+// predictBatch implements POST /predict/batch: several images in one
+// request, sent to pred as one [N,3,H,W] tensor; one result per image, in
+// order. An image that cannot be decoded gets an error in its place and
+// does not fail the others.
+func (s *server) predictBatch(c *gin.Context) {
+	o, ok := s.parseOptions(c, false)
+	if !ok {
+		return
+	}
+	ct, ok := s.lookup(c, o)
+	if !ok {
+		return
+	}
+	limit := min(s.maxBatch, ct.MaxBatch())
+	why := fmt.Sprintf("model %q version %d takes %d images per call (max_batch_size %d), prep at most %d", ct.Model, ct.Version, ct.MaxBatch(), ct.MaxBatchSize, s.maxBatch)
+	start := time.Now()
+	imgs, aerr := s.readImages(c, limit, why)
+	s.stage(c, metrics.StagePayload, time.Since(start))
+	if aerr != nil {
+		writeError(c, aerr)
+		return
+	}
+	c.Set(imagesKey, len(imgs))
+	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
+	defer cancel()
+	results, aerr := s.infer(ctx, c, ct, o.timeout, imgs)
+	if aerr != nil {
+		writeError(c, aerr)
+		return
+	}
+	body := batchBody{Model: ct.Model, Version: ct.Version, Predictions: make([]batchItem, len(results))}
+	for i, r := range results {
+		if r.err != nil {
+			body.Predictions[i].Error = &errorDetail{Code: r.err.Code, Message: fmt.Sprintf("image %d: %s", i, r.err.Message)}
+			continue
+		}
+		p := prediction{ct: ct, probs: r.probs}
+		best := p.topK(max(o.topK, 1))
+		body.Predictions[i].classScore = &best[0]
+		if o.topK > 0 {
+			body.Predictions[i].TopK = best
+		}
+	}
+	respond(c, body)
+}
+
+// prediction is the model's answer for one image.
+type prediction struct {
+	ct    *predclient.Contract
+	probs []float64
+}
+
+func (p prediction) label(i int) string { return postprocess.Label(p.ct.Labels, i) }
+
+// topK returns the k most probable classes, most probable first.
+func (p prediction) topK(k int) []classScore {
+	top := postprocess.TopK(p.probs, k)
+	out := make([]classScore, len(top))
+	for i, idx := range top {
+		out[i] = classScore{Label: p.label(idx), Index: idx, Probability: p.probs[idx]}
+	}
+	return out
+}
+
+// lookup returns the contract of the model o selects, or answers the
+// request and returns false.
+func (s *server) lookup(c *gin.Context, o options) (*predclient.Contract, bool) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
+	defer cancel()
+	ct, err := s.client.Lookup(ctx, o.model, o.version)
+	if err != nil {
+		writeError(c, s.lookupError(err, o))
+		return nil, false
+	}
+	c.Set(modelKey, ct.Model)
+	c.Set(versionKey, ct.Version)
+	return ct, true
+}
+
+// lookupError maps a failure to get the contract of the model o selects.
+func (s *server) lookupError(err error, o options) *apiError {
+	if o.model == s.client.Model() && o.version == s.client.Version() {
+		// The default model, whose contract Run loads: not ready yet.
+		return newError(http.StatusServiceUnavailable, codeNotReady, "%v", err)
+	}
+	var re *predclient.RefusedError
+	if errors.As(err, &re) {
+		return newError(http.StatusServiceUnavailable, codeNotReady, "%v", err)
+	}
+	switch status.Code(err) {
+	case codes.NotFound:
+		return newError(http.StatusNotFound, codeModelNotFound, "%v", err)
+	case codes.Unavailable, codes.Canceled:
+		return newError(http.StatusServiceUnavailable, codePredUnavailable, "%v", err)
+	case codes.DeadlineExceeded:
+		return newError(http.StatusGatewayTimeout, codeDeadlineExceeded, "no answer within the request timeout of %v: %v", o.timeout, err)
+	}
+	return newError(http.StatusBadGateway, codePredError, "%v", err)
+}
+
+// predictOne runs the model o selects on img, or on the image of the
+// request body when img is nil; on failure it has answered the request.
+func (s *server) predictOne(c *gin.Context, o options, img []byte) (prediction, bool) {
+	ct, ok := s.lookup(c, o)
+	if !ok {
+		return prediction{}, false
+	}
+	if img == nil {
+		buf := s.buffers.get(0)
+		defer s.buffers.put(buf)
+		start := time.Now()
+		var aerr *apiError
+		*buf, aerr = s.readImage(c, *buf)
+		s.stage(c, metrics.StagePayload, time.Since(start))
+		if aerr != nil {
+			writeError(c, aerr)
+			return prediction{}, false
+		}
+		img = *buf
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
+	defer cancel()
+	results, aerr := s.infer(ctx, c, ct, o.timeout, [][]byte{img})
+	if aerr == nil {
+		aerr = results[0].err
+	}
+	if aerr != nil {
+		writeError(c, aerr)
+		return prediction{}, false
+	}
+	return prediction{ct: ct, probs: results[0].probs}, true
+}
+
+// itemResult is the outcome for one image of a call to infer.
+type itemResult struct {
+	probs []float64
+	err   *apiError
+}
+
+// infer preprocesses imgs into one pooled tensor (in parallel, within the
+// preprocessing slots), sends the images that decoded to pred in one call
+// and returns each image's class probabilities or error. The error is for
+// the whole call: pred failed or its output is unusable.
+func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) ([]itemResult, *apiError) {
+	reqID := requestIDOf(c)
+	n, size := len(imgs), ct.Preprocessor.TensorLen()
+	buf := s.tensors.get(n * size)
+	defer s.tensors.put(buf)
+	tensor := *buf
+	results := make([]itemResult, n)
+
+	start := time.Now()
+	if n == 1 {
+		results[0].err = s.preprocess(ctx, reqID, ct.Preprocessor, imgs[0], tensor, timeout)
+	} else {
+		var wg sync.WaitGroup
+		for i, img := range imgs {
+			wg.Go(func() {
+				results[i].err = s.preprocess(ctx, reqID, ct.Preprocessor, img, tensor[i*size:(i+1)*size], timeout)
+			})
+		}
+		wg.Wait()
+	}
+	s.timing(c, metrics.StageDecodePreprocess, time.Since(start))
+
+	// Move the tensors of the images that decoded together.
+	sent := make([]int, 0, n)
+	for i, r := range results {
+		if r.err != nil {
+			continue
+		}
+		if j := len(sent); j != i {
+			copy(tensor[j*size:(j+1)*size], tensor[i*size:(i+1)*size])
+		}
+		sent = append(sent, i)
+	}
+	if len(sent) == 0 {
+		return results, nil
+	}
+
+	start = time.Now()
+	s.metrics.BatchImages.Observe(float64(len(sent)))
+	out, err := s.client.PredictBatch(ctx, ct, reqID, len(sent), tensor[:len(sent)*size])
+	s.stage(c, metrics.StagePred, time.Since(start))
+	if err != nil {
+		s.metrics.PredErrors.WithLabelValues(predErrorCode(err).String()).Inc()
+		return nil, predError(err, timeout)
+	}
+
+	start = time.Now()
+	defer func() { s.stage(c, metrics.StagePostprocess, time.Since(start)) }()
+	scores, err := postprocess.Scores(out, len(sent)*ct.Classes)
+	if err != nil {
+		return nil, outputError(err)
+	}
+	for j, i := range sent {
+		probs, err := postprocess.Probabilities(ct.OutputKind, scores[j*ct.Classes:(j+1)*ct.Classes:(j+1)*ct.Classes])
+		if err != nil {
+			return nil, outputError(err)
+		}
+		results[i].probs = probs
+	}
+	return results, nil
+}
+
+// predErrorCode is the gRPC code of a failed pred call.
+func predErrorCode(err error) codes.Code {
+	var ce *predclient.ContractError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return status.Code(err)
+}
+
+// preprocess decodes img into dst once a preprocessing slot is free.
+func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Preprocessor, img []byte, dst []float32, timeout time.Duration) *apiError {
+	s.metrics.ImageBytes.Observe(float64(len(img)))
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return newError(http.StatusServiceUnavailable, codeOverloaded, "no capacity to preprocess the image within the request timeout of %v", timeout)
+	}
+	start := time.Now()
+	err := s.processGuarded(reqID, p, img, dst)
+	<-s.slots
+	if err == nil {
+		s.metrics.Stage.WithLabelValues(metrics.StageDecodePreprocess).Observe(time.Since(start).Seconds())
+		if px := imagePixels(img); px > 0 {
+			s.metrics.ImagePixels.Observe(float64(px))
+		}
+		return nil
+	}
+	aerr, aboutInput := imageError(err)
+	if !aboutInput {
+		s.log.Error("preprocessing failed", zap.String("request_id", reqID), zap.Error(err))
+	}
+	return aerr
+}
+
+// processGuarded runs p.Process; a panic, which a decoder can raise on
+// hostile input, is logged with its stack and answered as an invalid image
+// instead of a 500.
+func (s *server) processGuarded(reqID string, p *imageprep.Preprocessor, img []byte, dst []float32) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("image decoder panicked", zap.String("request_id", reqID), zap.Any("panic", r), zap.Stack("stack"))
+			err = &imageprep.Error{Code: imageprep.CodeInvalidImage, Message: fmt.Sprintf("the image could not be decoded (decoder failure: %v)", r)}
+		}
+	}()
+	return p.Process(img, dst)
+}
