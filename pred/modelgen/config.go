@@ -22,6 +22,21 @@ const (
 	platform = "onnxruntime_onnx"
 )
 
+// Dynamic batching of the generated models.
+const (
+	// resnetQueueDelayMicros is how long a lone ResNet-50 request waits
+	// for others to join its batch: small beside the tens of milliseconds
+	// one image costs on a CPU.
+	resnetQueueDelayMicros = 2000
+	// colorsQueueDelayMicros is 0: the colors model runs in microseconds,
+	// so a request never waits for company, and requests that queue while
+	// the model runs still share the next execution.
+	colorsQueueDelayMicros = 0
+	// maxQueueSize bounds the requests waiting for either model; beyond
+	// it pred answers RESOURCE_EXHAUSTED at once.
+	maxQueueSize = 64
+)
+
 // ImageNetMean and ImageNetStd are torchvision's per-channel (RGB)
 // normalization constants.
 var (
@@ -42,8 +57,9 @@ func Config(name string) (*predv1.ModelConfig, error) {
 			LabelsFile:   labelsFile,
 			Preprocess: imageNetSpec(resnetImageSize,
 				predv1.Interpolation_INTERPOLATION_BICUBIC),
-			VersionPolicy: latestVersion(),
-			OutputKind:    predv1.OutputKind_OUTPUT_KIND_LOGITS,
+			VersionPolicy:   latestVersion(),
+			DynamicBatching: dynamicBatching(resnetQueueDelayMicros),
+			OutputKind:      predv1.OutputKind_OUTPUT_KIND_LOGITS,
 		}, nil
 	case Colors:
 		return &predv1.ModelConfig{
@@ -55,8 +71,9 @@ func Config(name string) (*predv1.ModelConfig, error) {
 			LabelsFile:   labelsFile,
 			Preprocess: imageNetSpec(colorsImageSize,
 				predv1.Interpolation_INTERPOLATION_BILINEAR),
-			VersionPolicy: latestVersion(),
-			OutputKind:    predv1.OutputKind_OUTPUT_KIND_LOGITS,
+			VersionPolicy:   latestVersion(),
+			DynamicBatching: dynamicBatching(colorsQueueDelayMicros),
+			OutputKind:      predv1.OutputKind_OUTPUT_KIND_LOGITS,
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown model %q (known: %v)", name, Names())
@@ -86,6 +103,10 @@ func latestVersion() *predv1.VersionPolicy {
 	return &predv1.VersionPolicy{Policy: &predv1.VersionPolicy_Latest_{
 		Latest: &predv1.VersionPolicy_Latest{NumVersions: 1},
 	}}
+}
+
+func dynamicBatching(delayMicros uint64) *predv1.DynamicBatching {
+	return &predv1.DynamicBatching{MaxQueueDelayMicroseconds: delayMicros, MaxQueueSize: maxQueueSize}
 }
 
 // imageNetSpec is a squash resize to size x size, scaled to [0, 1] and

@@ -30,7 +30,7 @@ const (
 const (
 	// markerVersion changes whenever the generator's output changes, so
 	// Ensure replaces models written by an older generator.
-	markerVersion = "1"
+	markerVersion = "2"
 	// markerName is written last into a model directory: its presence says
 	// the directory is complete and current.
 	markerName = ".modelgen-v" + markerVersion

@@ -138,7 +138,7 @@ func imageNetSpec(size uint32, interp predv1.Interpolation) *predv1.PreprocessSp
 	}
 }
 
-func modelConfig(name string, in, out []int64, spec *predv1.PreprocessSpec) *predv1.ModelConfig {
+func modelConfig(name string, in, out []int64, spec *predv1.PreprocessSpec, queueDelayMicros uint64) *predv1.ModelConfig {
 	return &predv1.ModelConfig{
 		Name:         name,
 		Platform:     "onnxruntime_onnx",
@@ -150,7 +150,8 @@ func modelConfig(name string, in, out []int64, spec *predv1.PreprocessSpec) *pre
 		VersionPolicy: &predv1.VersionPolicy{Policy: &predv1.VersionPolicy_Latest_{
 			Latest: &predv1.VersionPolicy_Latest{NumVersions: 1},
 		}},
-		OutputKind: predv1.OutputKind_OUTPUT_KIND_LOGITS,
+		DynamicBatching: &predv1.DynamicBatching{MaxQueueDelayMicroseconds: queueDelayMicros, MaxQueueSize: 64},
+		OutputKind:      predv1.OutputKind_OUTPUT_KIND_LOGITS,
 	}
 }
 
@@ -165,14 +166,14 @@ func TestConfigsAndLabels(t *testing.T) {
 		{
 			name: "resnet50",
 			want: modelConfig("resnet50", []int64{3, 224, 224}, []int64{1000},
-				imageNetSpec(224, predv1.Interpolation_INTERPOLATION_BICUBIC)),
+				imageNetSpec(224, predv1.Interpolation_INTERPOLATION_BICUBIC), 2000),
 			firstLabel: "class_0000",
 			lastLabel:  "class_0999",
 		},
 		{
 			name: "colors",
 			want: modelConfig("colors", []int64{3, 32, 32}, []int64{9},
-				imageNetSpec(32, predv1.Interpolation_INTERPOLATION_BILINEAR)),
+				imageNetSpec(32, predv1.Interpolation_INTERPOLATION_BILINEAR), 0),
 			firstLabel: "black",
 			lastLabel:  "gray",
 		},
@@ -675,6 +676,9 @@ version_policy: {
   latest: {
     num_versions: 1
   }
+}
+dynamic_batching: {
+  max_queue_size: 64
 }
 output_kind: OUTPUT_KIND_LOGITS
 `

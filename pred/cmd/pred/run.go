@@ -9,17 +9,25 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	inferencepb "github.com/prepred/prepred/api/gen/inference"
+	ortserverpb "github.com/prepred/prepred/api/gen/onnxruntime/server"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/pred/internal/grpcserver"
 	"github.com/prepred/prepred/pred/internal/httpapi"
+	"github.com/prepred/prepred/pred/internal/infer"
+	"github.com/prepred/prepred/pred/internal/management"
 	"github.com/prepred/prepred/pred/internal/metrics"
+	"github.com/prepred/prepred/pred/internal/oip"
+	"github.com/prepred/prepred/pred/internal/oiprest"
 	"github.com/prepred/prepred/pred/internal/ortrt"
+	"github.com/prepred/prepred/pred/internal/ortserver"
 	"github.com/prepred/prepred/pred/internal/predservice"
 	"github.com/prepred/prepred/pred/internal/registry"
 )
@@ -54,7 +62,42 @@ type config struct {
 	modelRepo string
 	ortLib    string
 	logLevel  zapcore.Level
+	// defaultModel is the model ONNX Runtime Server requests run when
+	// they name none; empty means the only model served.
+	defaultModel string
+	serving      servingConfig
 }
+
+// servingConfig holds the settings of model lifecycle, batching,
+// execution and connection management.
+type servingConfig struct {
+	// pollInterval is how often the model repository is re-read; 0 never.
+	pollInterval time.Duration
+	// managementAPI enables the repository API (/v2/repository/...);
+	// managementToken, if set, is the bearer token it requires.
+	managementAPI   bool
+	managementToken string
+	// instanceCount is the number of concurrent executions per model
+	// version; maxQueueSize the queue bound of models whose config has none.
+	instanceCount int
+	maxQueueSize  int
+	// executionProvider is the default of models whose config names none;
+	// cudaFallback says what happens when CUDA is asked for but missing.
+	executionProvider string
+	cudaFallback      string
+	// maxConnectionAge bounds a gRPC connection's life (0: unbounded).
+	maxConnectionAge time.Duration
+}
+
+// Limits of the serving flags.
+const (
+	// maxInstanceCount bounds --instance-count: more concurrent executions
+	// than this only contend for the same cores.
+	maxInstanceCount = 64
+	// maxQueueSizeLimit bounds --max-queue-size: a queue this long already
+	// holds minutes of ResNet-50 work.
+	maxQueueSizeLimit = 1 << 16
+)
 
 // parseConfig reads flags, each of which has an environment variable:
 // an explicit flag wins, the variable overrides the default.
@@ -65,6 +108,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	}
 	var c config
 	var level string
+	var serving servingFlags
 	fs := flag.NewFlagSet("pred", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	flags := []struct {
@@ -73,10 +117,18 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		def, help string
 	}{
 		{&c.grpcAddr, "grpc-addr", "PRED_GRPC_ADDR", ":50051", "gRPC listen address"},
-		{&c.httpAddr, "http-addr", "PRED_HTTP_ADDR", ":8001", "HTTP listen address (health, metrics)"},
+		{&c.httpAddr, "http-addr", "PRED_HTTP_ADDR", ":8001", "HTTP listen address (health, metrics, Open Inference Protocol and ONNX Runtime Server REST)"},
 		{&c.modelRepo, "model-repository", "PRED_MODEL_REPOSITORY", "models", "model repository directory"},
 		{&c.ortLib, "ort-lib", "ONNXRUNTIME_LIB", defaultLib, "ONNX Runtime shared library (default: " + projectORTLibrary + " if present, else " + systemORTLibrary + " from the system loader)"},
 		{&level, "log-level", "PRED_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
+		{&c.defaultModel, "default-model", "PRED_DEFAULT_MODEL", "", "model that ONNX Runtime Server protocol requests naming none run (default: the only model served)"},
+		{&serving.pollInterval, "repository-poll-interval", "PRED_REPOSITORY_POLL_INTERVAL", "0s", "re-read the model repository this often and load, replace or unload what changed (0: never)"},
+		{&serving.managementToken, "management-token", "PRED_MANAGEMENT_TOKEN", "", "bearer token the repository API requires; without one it answers only loopback callers (prefer the variable: a flag shows in the process list)"},
+		{&serving.instanceCount, "instance-count", "PRED_INSTANCE_COUNT", "1", "executions of one model version that may run at once"},
+		{&serving.maxQueueSize, "max-queue-size", "PRED_MAX_QUEUE_SIZE", strconv.Itoa(registry.DefaultMaxQueueSize), "queue bound of model versions whose config sets no dynamic_batching.max_queue_size; beyond it requests fail with RESOURCE_EXHAUSTED"},
+		{&serving.executionProvider, "execution-provider", "PRED_EXECUTION_PROVIDER", "cpu", "execution provider of models whose config names none: cpu or cuda"},
+		{&serving.cudaFallback, "cuda-fallback", "PRED_CUDA_FALLBACK", registry.FallbackCPU, "when a model asks for cuda and ONNX Runtime cannot provide it: cpu (log a warning, run on the CPU) or fail (the model version is UNAVAILABLE)"},
+		{&serving.maxConnectionAge, "grpc-max-connection-age", "PRED_GRPC_MAX_CONNECTION_AGE", grpcserver.DefaultMaxConnectionAge.String(), "close gRPC connections after this long, so clients reconnect and find new replicas (0: never)"},
 	}
 	for _, f := range flags {
 		fs.StringVar(f.dst, f.name, f.def, f.help+" (env "+f.env+")")
@@ -88,6 +140,11 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 			}
 		}
 	}
+	serving.managementAPI = "false"
+	if v := getenv("PRED_MANAGEMENT_API"); v != "" {
+		serving.managementAPI = v
+	}
+	fs.Var(boolFlag{&serving.managementAPI}, "management-api", "serve the model repository API (POST /v2/repository/index, /v2/repository/models/{model}/load and /unload) on the HTTP port (env PRED_MANAGEMENT_API)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -99,7 +156,64 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		return c, fmt.Errorf("log level: %w", err)
 	}
 	c.logLevel = lvl
+	if c.serving, err = serving.parse(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// boolFlag is a flag holding "true" or "false" that may be given bare
+// (--management-api); parse checks the value.
+type boolFlag struct{ s *string }
+
+func (b boolFlag) String() string {
+	if b.s == nil {
+		return "false"
+	}
+	return *b.s
+}
+
+func (b boolFlag) Set(v string) error { *b.s = v; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
+
+// servingFlags are the serving settings as given.
+type servingFlags struct {
+	pollInterval, managementAPI, managementToken, instanceCount, maxQueueSize,
+	executionProvider, cudaFallback, maxConnectionAge string
+}
+
+func (f servingFlags) parse() (servingConfig, error) {
+	c := servingConfig{managementToken: f.managementToken, executionProvider: f.executionProvider, cudaFallback: f.cudaFallback}
+	var errs []error
+	duration := func(name, v string) time.Duration {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("--%s %q: want a duration such as 30s, 0 to turn it off", name, v))
+		}
+		return d
+	}
+	count := func(name, v string, lo, hi int) int {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Errorf("--%s %q: want a whole number in [%d, %d]", name, v, lo, hi))
+		}
+		return n
+	}
+	c.pollInterval = duration("repository-poll-interval", f.pollInterval)
+	c.maxConnectionAge = duration("grpc-max-connection-age", f.maxConnectionAge)
+	c.instanceCount = count("instance-count", f.instanceCount, 1, maxInstanceCount)
+	c.maxQueueSize = count("max-queue-size", f.maxQueueSize, 1, maxQueueSizeLimit)
+	var err error
+	if c.managementAPI, err = strconv.ParseBool(f.managementAPI); err != nil {
+		errs = append(errs, fmt.Errorf("--management-api %q: want true or false", f.managementAPI))
+	}
+	if c.executionProvider != "cpu" && c.executionProvider != "cuda" {
+		errs = append(errs, fmt.Errorf("--execution-provider %q: want cpu or cuda", c.executionProvider))
+	}
+	if c.cudaFallback != registry.FallbackCPU && c.cudaFallback != registry.FallbackFail {
+		errs = append(errs, fmt.Errorf("--cuda-fallback %q: want %s or %s", c.cudaFallback, registry.FallbackCPU, registry.FallbackFail))
+	}
+	return c, errors.Join(errs...)
 }
 
 // newLogger logs production-style JSON to w.
@@ -154,14 +268,37 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 	var ready atomic.Bool
 	var grpcSrv *grpcserver.Server
 	reg := registry.New(rt, registry.Options{
-		Logger:       log,
-		OnModelState: func(model string, ok bool) { grpcSrv.SetModelServing(model, ok) },
+		Logger:            log,
+		OnModelState:      func(model string, ok bool) { grpcSrv.SetModelServing(model, ok) },
+		Metrics:           m,
+		ExecutionProvider: cfg.serving.executionProvider,
+		CUDAFallback:      cfg.serving.cudaFallback,
+		InstanceCount:     cfg.serving.instanceCount,
+		MaxQueueSize:      cfg.serving.maxQueueSize,
 	})
-	grpcSrv = grpcserver.New(log, grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predservice.New(reg, m)})
+	runner := infer.New(reg, m)
+	version := oip.ServerVersion()
+	ortSrv := ortserver.New(runner, ortserver.Options{DefaultModel: cfg.defaultModel})
+	grpcSrv = grpcserver.NewWithOptions(log, grpcserver.Options{MaxConnectionAge: cfg.serving.maxConnectionAge, MaxConnectionAgeGrace: grpcserver.DefaultMaxConnectionAgeGrace},
+		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predservice.New(reg, m)},
+		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(runner, oip.Options{Ready: ready.Load, Version: version})},
+		grpcserver.Service{Desc: &ortserverpb.PredictionService_ServiceDesc, Impl: ortSrv},
+	)
 	httpSrv := &http.Server{
-		Handler:           httpapi.Handler(httpapi.Options{Ready: ready.Load, Gatherer: m.Registry}),
+		Handler: httpapi.Handler(httpapi.Options{
+			Ready:     ready.Load,
+			Gatherer:  m.Registry,
+			OIP:       oiprest.New(runner, oiprest.Options{Version: version}),
+			ORTServer: ortSrv.HTTPHandler(),
+			Logger:    log,
+		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 	}
+	httpSrv.Handler = withRepositoryAPI(httpSrv.Handler, management.Handler(reg, management.Options{
+		Enabled: cfg.serving.managementAPI,
+		Token:   cfg.serving.managementToken,
+		Logger:  log,
+	}))
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
@@ -186,19 +323,36 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 	log.Info("listening", zap.String("grpc_addr", grpcLis.Addr().String()), zap.String("http_addr", httpLis.Addr().String()))
 
 	var runErr error
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	polling := make(chan struct{})
 	if err := reg.Load(ctx, cfg.modelRepo); err != nil {
 		runErr = err
+		close(polling)
 	} else if ctx.Err() == nil {
+		if cfg.serving.pollInterval > 0 {
+			go func() {
+				defer close(polling)
+				reg.Poll(pollCtx, cfg.serving.pollInterval)
+			}()
+		} else {
+			close(polling)
+		}
 		grpcSrv.SetServing(true)
 		ready.Store(true)
-		log.Info("serving", zap.Any("models", reg.List()))
+		log.Info("serving", zap.Any("models", reg.List()),
+			zap.Duration("repository_poll_interval", cfg.serving.pollInterval),
+			zap.Bool("management_api", cfg.serving.managementAPI))
 		select {
 		case <-ctx.Done():
 		case runErr = <-serveErr:
 		}
+	} else {
+		close(polling)
 	}
 
 	log.Info("shutting down")
+	stopPolling()
+	<-polling
 	ready.Store(false)
 	if !grpcSrv.Shutdown(gracefulStopTimeout) {
 		log.Warn("graceful stop timed out; cancelled the remaining RPCs", zap.Duration("timeout", gracefulStopTimeout))
@@ -214,4 +368,13 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 		return errors.Join(runErr, err)
 	}
 	return runErr
+}
+
+// withRepositoryAPI serves the model repository API's paths with mgmt and
+// every other path with api.
+func withRepositoryAPI(api, mgmt http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v2/repository/", mgmt)
+	mux.Handle("/", api)
+	return mux
 }

@@ -75,6 +75,9 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("default ortLib = %q", got.ortLib)
 				}
 			}
+			if tt.want.serving == (servingConfig{}) {
+				tt.want.serving = defaultServing // TestParseServingConfig covers these
+			}
 			if got != tt.want {
 				t.Errorf("parseConfig = %+v, want %+v", got, tt.want)
 			}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -43,15 +44,50 @@ type Server struct {
 	services []string
 }
 
-// New returns a server with the given services registered, every health
-// status NOT_SERVING until SetServing.
+// Connection lifetime defaults. Clients that resolve pred's address once
+// and keep the connection would never see replicas added after they
+// connected (compose --scale, a Kubernetes autoscaler): closing each
+// connection after a while makes them reconnect and resolve again.
+const (
+	// DefaultMaxConnectionAge is how long a connection serves before the
+	// server asks the client to reconnect (GOAWAY); gRPC adds ±10% jitter.
+	DefaultMaxConnectionAge = 5 * time.Minute
+	// DefaultMaxConnectionAgeGrace is how long RPCs running at that moment
+	// may take to finish before the connection is closed.
+	DefaultMaxConnectionAgeGrace = 30 * time.Second
+	// minClientPingInterval is the shortest keepalive ping interval a client
+	// may use without being disconnected for abuse.
+	minClientPingInterval = 10 * time.Second
+)
+
+// Options configure a Server.
+type Options struct {
+	// MaxConnectionAge and MaxConnectionAgeGrace bound a connection's life
+	// (see DefaultMaxConnectionAge); 0 means unbounded.
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+}
+
+// New returns a server with the given services registered and the default
+// options, every health status NOT_SERVING until SetServing.
 func New(log *zap.Logger, services ...Service) *Server {
+	return NewWithOptions(log, Options{MaxConnectionAge: DefaultMaxConnectionAge, MaxConnectionAgeGrace: DefaultMaxConnectionAgeGrace}, services...)
+}
+
+// NewWithOptions returns a server with the given options and services
+// registered, every health status NOT_SERVING until SetServing.
+func NewWithOptions(log *zap.Logger, o Options, services ...Service) *Server {
 	s := &Server{
 		health: &healthService{Server: health.NewServer(), stopping: make(chan struct{})},
 		log:    log,
 	}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      o.MaxConnectionAge,
+			MaxConnectionAgeGrace: o.MaxConnectionAgeGrace,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minClientPingInterval, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	)

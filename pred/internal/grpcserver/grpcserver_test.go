@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -281,5 +282,64 @@ func TestPanicBecomesInternal(t *testing.T) {
 	// The server survived.
 	if _, err := healthpb.NewHealthClient(ts.conn).Check(testCtx(t), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Errorf("Check after the panic: %v", err)
+	}
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	accepted chan struct{}
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted <- struct{}{}
+	}
+	return c, err
+}
+
+// TestMaxConnectionAgeMakesClientsReconnect: the server ends a connection
+// once it reaches its maximum age, and the client's next RPC opens a new
+// one (where it would find new replicas behind the address).
+func TestMaxConnectionAgeMakesClientsReconnect(t *testing.T) {
+	srv := NewWithOptions(zap.NewNop(), Options{MaxConnectionAge: 50 * time.Millisecond, MaxConnectionAgeGrace: 50 * time.Millisecond})
+	srv.SetServing(true)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := &countingListener{Listener: inner, accepted: make(chan struct{}, 10)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		srv.Shutdown(time.Second)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	health := healthpb.NewHealthClient(conn)
+	if s := check(t, health, ""); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("status %v", s)
+	}
+	<-lis.accepted
+	ctx := testCtx(t)
+	for conn.GetState() == connectivity.Ready {
+		if !conn.WaitForStateChange(ctx, connectivity.Ready) {
+			t.Fatal("the connection outlived its maximum age")
+		}
+	}
+	if s := check(t, health, ""); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("status after reconnecting %v", s)
+	}
+	select {
+	case <-lis.accepted:
+	case <-ctx.Done():
+		t.Fatal("the client did not open a new connection")
 	}
 }

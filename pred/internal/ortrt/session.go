@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"unsafe"
@@ -13,6 +14,10 @@ import (
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/pred/internal/tensor"
 )
+
+// ErrFloat16Shape is the error of a run that would leave a FLOAT16
+// output for ONNX Runtime to allocate.
+var ErrFloat16Shape = errors.New("the shape of a FLOAT16 output must be known before the run (onnxruntime_go cannot return a FLOAT16 output that ONNX Runtime allocates); give the output fixed dimensions, apart from the batch dimension, in the model's config")
 
 // TensorInfo describes a model input or output as ONNX Runtime sees it.
 type TensorInfo struct {
@@ -154,6 +159,10 @@ func (s *Session) Outputs() []TensorInfo { return s.outputs }
 // buffer. A nil entry (or a nil slice) lets ONNX Runtime size the output and
 // costs one copy. Outputs are returned in the order of Outputs().
 //
+// A FLOAT16 output needs its shape: onnxruntime_go cannot copy out a
+// FLOAT16 output that ONNX Runtime allocated (it has no Go type for it), so
+// Run refuses to run without one (ErrFloat16Shape).
+//
 // Cancelling ctx terminates the run early; Run then returns ctx's error.
 func (s *Session) Run(ctx context.Context, inputs []tensor.Tensor, outputShapes [][]int64) ([]tensor.Tensor, error) {
 	if err := ctx.Err(); err != nil {
@@ -180,6 +189,11 @@ func (s *Session) Run(ctx context.Context, inputs []tensor.Tensor, outputShapes 
 		in[i] = v
 	}
 	results := make([]tensor.Tensor, len(s.outputs))
+	for i, info := range s.outputs {
+		if info.DType == predv1.DataType_DATA_TYPE_FLOAT16 && (outputShapes == nil || outputShapes[i] == nil) {
+			return nil, fmt.Errorf("output %q: %w", info.Name, ErrFloat16Shape)
+		}
+	}
 	for i, shape := range outputShapes {
 		if shape == nil {
 			continue
@@ -264,9 +278,12 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// destroyAll destroys the values of vs. An entry may be a nil pointer in a
+// non-nil interface: onnxruntime_go stores one when it fails to copy out an
+// output.
 func destroyAll(vs []ort.Value) {
 	for _, v := range vs {
-		if v != nil {
+		if v != nil && !reflect.ValueOf(v).IsNil() {
 			v.Destroy()
 		}
 	}

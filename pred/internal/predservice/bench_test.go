@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	inferencepb "github.com/prepred/prepred/api/gen/inference"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/pred/internal/tensor"
 )
@@ -55,6 +56,29 @@ func BenchmarkGRPCResNet50(b *testing.B) {
 	}
 }
 
+// BenchmarkOIPGRPCResNet50 is BenchmarkGRPCResNet50 through the Open
+// Inference Protocol's ModelInfer (raw_input_contents in,
+// raw_output_contents out), on the same server: the two protocols' costs
+// side by side.
+func BenchmarkOIPGRPCResNet50(b *testing.B) {
+	f := setup(b)
+	req := &inferencepb.ModelInferRequest{
+		ModelName:        "resnet50",
+		Inputs:           []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 3, 224, 224}}},
+		RawInputContents: [][]byte{resnetImage()},
+	}
+	ctx := context.Background()
+	if _, err := f.oip.ModelInfer(ctx, req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.oip.ModelInfer(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkGRPCColors measures the transport on a model that costs almost
 // nothing, so that pred's per-request overhead shows.
 func BenchmarkGRPCColors(b *testing.B) {
@@ -64,6 +88,25 @@ func BenchmarkGRPCColors(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := f.client.Predict(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOIPGRPCColors is BenchmarkGRPCColors through the Open
+// Inference Protocol: its per-request overhead beside the native one.
+func BenchmarkOIPGRPCColors(b *testing.B) {
+	f := setup(b)
+	native := f.colorsRequest(b, [3]uint8{255, 0, 0})
+	req := &inferencepb.ModelInferRequest{
+		ModelName:        "colors",
+		Inputs:           []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: native.Inputs[0].Shape}},
+		RawInputContents: [][]byte{native.Inputs[0].RawData},
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.oip.ModelInfer(ctx, req); err != nil {
 			b.Fatal(err)
 		}
 	}

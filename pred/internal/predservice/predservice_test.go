@@ -24,10 +24,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	inferencepb "github.com/prepred/prepred/api/gen/inference"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/api/spec"
 	"github.com/prepred/prepred/pred/internal/grpcserver"
+	"github.com/prepred/prepred/pred/internal/infer"
 	"github.com/prepred/prepred/pred/internal/metrics"
+	"github.com/prepred/prepred/pred/internal/oip"
 	"github.com/prepred/prepred/pred/internal/ortrt"
 	"github.com/prepred/prepred/pred/internal/predservice"
 	"github.com/prepred/prepred/pred/internal/registry"
@@ -47,6 +50,9 @@ type fixture struct {
 	logs    *observer.ObservedLogs
 	conn    *grpc.ClientConn
 	client  predv1.PredServiceClient
+	// oip is the Open Inference Protocol client on the same server, for
+	// benchmarks that compare the protocols.
+	oip inferencepb.GRPCInferenceServiceClient
 	// configs are the generated models' configurations, read independently
 	// of the server.
 	configs map[string]*predv1.ModelConfig
@@ -90,7 +96,10 @@ func newFixture(lib, repo string) (*fixture, error) {
 	if err := f.reg.Load(context.Background(), repo); err != nil {
 		return nil, err
 	}
-	f.srv = grpcserver.New(log, grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predservice.New(f.reg, f.metrics)})
+	f.srv = grpcserver.New(log,
+		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predservice.New(f.reg, f.metrics)},
+		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(infer.New(f.reg, nil), oip.Options{})},
+	)
 	f.srv.SetServing(true)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,6 +111,7 @@ func newFixture(lib, repo string) (*fixture, error) {
 		return nil, err
 	}
 	f.client = predv1.NewPredServiceClient(f.conn)
+	f.oip = inferencepb.NewGRPCInferenceServiceClient(f.conn)
 	return f, nil
 }
 

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/pred/internal/batcher"
 	"github.com/prepred/prepred/pred/internal/ortrt"
 	"github.com/prepred/prepred/pred/internal/tensor"
 )
@@ -33,38 +36,136 @@ func (v *Version) CheckFingerprint(fingerprint string) error {
 		m.Name, v.Number, fingerprint, m.Fingerprint)
 }
 
-// Predict validates inputs against the model's configuration and runs the
-// model. Inputs may be given in any order; a single unnamed input names the
-// model's only input. Every problem with the inputs is an InvalidArgument
-// error found before ONNX Runtime sees them. Outputs follow the configured
-// output order.
+// Predict validates inputs against the model's configuration, queues them
+// for the model version's next execution, which may batch them with other
+// requests, and returns their outputs. Inputs may be given in any order; a
+// single unnamed input names the model's only input. Every problem with
+// the inputs is an InvalidArgument error found before ONNX Runtime sees
+// them. Outputs follow the configured output order; they may share memory
+// with other requests' outputs and must not be appended to.
+//
+// A full queue is ResourceExhausted; a request whose context ends while it
+// waits never runs and fails with DeadlineExceeded or Canceled.
 func (v *Version) Predict(ctx context.Context, inputs []tensor.Tensor) ([]tensor.Tensor, error) {
-	ordered, batch, err := v.validate(inputs)
+	start := time.Now()
+	outs, batch, err := v.predict(ctx, inputs)
 	if err != nil {
+		if v.metrics != nil {
+			v.metrics.Failure(status.Code(err).String()).Inc()
+		}
 		return nil, err
 	}
+	v.metrics.Success.Inc()
+	v.metrics.Items.Add(float64(batch))
+	v.metrics.RequestDuration.Observe(time.Since(start).Seconds())
+	return outs, nil
+}
+
+func (v *Version) predict(ctx context.Context, inputs []tensor.Tensor) ([]tensor.Tensor, int64, error) {
+	ordered, batch, err := v.validate(inputs)
+	if err != nil {
+		return nil, 0, err
+	}
+	if v.batcher == nil {
+		return nil, 0, status.Errorf(codes.Unavailable, "%s is not loaded", v.name())
+	}
+	outs, err := v.batcher.Submit(ctx, ordered, batch)
+	return outs, batch, err
+}
+
+// newBatcher starts the queue of v, whose executions run on sess, with the
+// batching settings of its configuration.
+func (r *Registry) newBatcher(v *Version, sess *ortrt.Session) (*batcher.Batcher, error) {
+	cfg := v.Model.Config
+	db := cfg.GetDynamicBatching()
+	bc := batcher.Config{
+		Name:          v.name(),
+		MaxBatchSize:  int64(cfg.GetMaxBatchSize()),
+		Dynamic:       db != nil && cfg.GetMaxBatchSize() > 0,
+		MaxQueueDelay: time.Duration(db.GetMaxQueueDelayMicroseconds()) * time.Microsecond,
+		MaxQueueSize:  int(db.GetMaxQueueSize()),
+		Instances:     r.opts.InstanceCount,
+	}
+	if bc.MaxQueueSize == 0 {
+		bc.MaxQueueSize = r.opts.MaxQueueSize
+	}
+	for _, p := range db.GetPreferredBatchSize() {
+		bc.PreferredBatchSizes = append(bc.PreferredBatchSizes, int64(p))
+	}
+	m := r.metrics.Version(v.Model.Name, strconv.FormatInt(v.Number, 10))
+	v.metrics = m
+	hooks := batcher.Hooks{
+		QueueLength: func(n int) { m.Pending.Set(float64(n)) },
+		Dequeued:    func(wait time.Duration) { m.QueueDuration.Observe(wait.Seconds()) },
+		Executed: func(s batcher.BatchStats) {
+			m.Execs.Inc()
+			m.BatchSize.Observe(float64(s.Items))
+			m.ComputeInput.Observe(s.Input.Seconds())
+			m.ComputeInfer.Observe(s.Infer.Seconds())
+			m.ComputeOutput.Observe(s.Output.Seconds())
+		},
+	}
+	return batcher.New(bc, func(ctx context.Context, inputs []tensor.Tensor, items int64) ([]tensor.Tensor, error) {
+		return v.run(ctx, sess, inputs, items)
+	}, hooks)
+}
+
+// run executes the model once on a batch of items.
+func (v *Version) run(ctx context.Context, sess *ortrt.Session, inputs []tensor.Tensor, items int64) ([]tensor.Tensor, error) {
 	shapes := make([][]int64, len(v.outputDims))
 	for i, dims := range v.outputDims {
 		switch {
 		case dims == nil:
 		case v.Model.Config.GetMaxBatchSize() > 0:
-			shapes[i] = append([]int64{batch}, dims...)
+			shapes[i] = append([]int64{items}, dims...)
 		default:
 			shapes[i] = dims
 		}
 	}
-	outs, err := v.session.Run(ctx, ordered, shapes)
+	outs, err := sess.Run(ctx, inputs, shapes)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, status.FromContextError(ctxErr).Err()
 		}
-		return nil, status.Errorf(codes.Internal, "model %q version %d failed to run: %v", v.Model.Name, v.Number, err)
+		return nil, status.Errorf(codes.Internal, "%s failed to run: %v", v.name(), err)
 	}
 	return outs, nil
 }
 
+// warmUp runs the model once on zeros of its input shapes (batch 1, and 1
+// for every variable dimension), as requests run it (outputs of known
+// shape allocated by pred: ONNX Runtime cannot hand back a FLOAT16 output
+// it allocated itself), so that the first request does not pay for ONNX
+// Runtime's lazy initialisation and a model that cannot run never serves.
+func (v *Version) warmUp(ctx context.Context, sess *ortrt.Session) error {
+	cfg := v.Model.Config
+	inputs := make([]tensor.Tensor, len(sess.Inputs()))
+	for i, info := range sess.Inputs() {
+		j := slices.IndexFunc(cfg.GetInputs(), func(s *predv1.TensorSpec) bool { return s.GetName() == info.Name })
+		if j < 0 {
+			return fmt.Errorf("input %q is not in the config", info.Name)
+		}
+		spec := cfg.GetInputs()[j]
+		var shape []int64
+		if cfg.GetMaxBatchSize() > 0 {
+			shape = append(shape, 1)
+		}
+		for _, d := range spec.GetShape() {
+			shape = append(shape, max(d, 1))
+		}
+		size, err := tensor.ByteSize(spec.GetDtype(), shape)
+		if err != nil {
+			return fmt.Errorf("input %q: %w", info.Name, err)
+		}
+		inputs[i] = tensor.Tensor{Name: info.Name, DType: spec.GetDtype(), Shape: shape, Data: make([]byte, size)}
+	}
+	_, err := v.run(ctx, sess, inputs, 1)
+	return err
+}
+
 // validate checks inputs against the configuration and returns them in the
 // session's input order, with the batch size (1 without a batch dimension).
+// checkSession made sure the session's inputs are the configured ones.
 func (v *Version) validate(inputs []tensor.Tensor) ([]tensor.Tensor, int64, error) {
 	cfg := v.Model.Config
 	specs := cfg.GetInputs()
@@ -99,6 +200,13 @@ func (v *Version) validate(inputs []tensor.Tensor) ([]tensor.Tensor, int64, erro
 		batch, batchFrom = b, name
 		in.Name = name
 		ordered[j] = in
+	}
+	if v.inputOrder != nil {
+		byConfig := ordered
+		ordered = make([]tensor.Tensor, len(byConfig))
+		for i, j := range v.inputOrder {
+			ordered[i] = byConfig[j]
+		}
 	}
 	return ordered, batch, nil
 }

@@ -75,12 +75,14 @@ func colorsModel(t *testing.T) (*predv1.ModelConfig, []byte, []byte) {
 	return cfg, labels, onnx
 }
 
-// writeModel writes a copy of the colors model named name into repo,
-// with its configuration changed by edit, as the given versions.
+// writeModel writes a copy of the colors model named name, without
+// dynamic batching, into repo, with its configuration changed by edit, as
+// the given versions.
 func writeModel(t *testing.T, repo, name string, edit func(*predv1.ModelConfig), versions ...string) {
 	t.Helper()
 	cfg, labels, onnx := colorsModel(t)
 	cfg.Name = name
+	cfg.DynamicBatching = nil
 	if edit != nil {
 		edit(cfg)
 	}

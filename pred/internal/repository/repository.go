@@ -113,6 +113,28 @@ func Scan(dir string) ([]Model, error) {
 	return models, nil
 }
 
+// ScanModel reads one model directory of the repository at dir, as Scan
+// does. It fails when name is not a valid model name or the repository has
+// no entry by that name (an error wrapping fs.ErrNotExist).
+func ScanModel(dir, name string) (Model, error) {
+	if !ValidName(name) {
+		return Model{}, fmt.Errorf("invalid model name %q: a name starts with a letter or digit and holds only letters, digits, '.', '_' and '-' (at most 128)", name)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Model{}, fmt.Errorf("model repository %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return Model{}, fmt.Errorf("model repository: %w", err)
+	}
+	defer root.Close()
+	if _, err := root.Lstat(name); err != nil {
+		return Model{}, fmt.Errorf("model %q is not in the repository %s: %w", name, abs, err)
+	}
+	return loadModel(root, abs, name), nil
+}
+
 // loadModel reads the model directory name inside root.
 func loadModel(root *os.Root, dir, name string) Model {
 	m := Model{Name: name, Dir: filepath.Join(dir, name)}

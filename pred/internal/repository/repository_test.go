@@ -351,6 +351,11 @@ func TestValidate(t *testing.T) {
 			c.Runtime = &predv1.RuntimeOptions{IntraOpThreads: 2, GraphOptimizationLevel: "basic", ExecutionProvider: "cpu"}
 		}},
 		{name: "valid variable dims", edit: func(c *cfg) { c.Outputs[0].Shape = []int64{-1} }},
+		{name: "valid fixed float16 output", edit: func(c *cfg) { c.Outputs[0].Dtype = predv1.DataType_DATA_TYPE_FLOAT16 }},
+		{name: "variable float16 output", edit: func(c *cfg) {
+			c.Outputs[0].Dtype = predv1.DataType_DATA_TYPE_FLOAT16
+			c.Outputs[0].Shape = []int64{-1}
+		}, wantErr: "a FLOAT16 output needs fixed dimensions"},
 		{name: "batch too large", edit: func(c *cfg) { c.MaxBatchSize = 100000 }, wantErr: "max_batch_size 100000 is outside"},
 		{name: "negative batch", edit: func(c *cfg) { c.MaxBatchSize = -1 }, wantErr: "max_batch_size -1 is outside"},
 		{name: "no outputs", edit: func(c *cfg) { c.Outputs = nil }, wantErr: "outputs is empty"},

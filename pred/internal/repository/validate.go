@@ -48,6 +48,14 @@ func Validate(cfg *predv1.ModelConfig, dirName string) error {
 	}
 	validateTensors(&p, "inputs", cfg.GetInputs(), mbs)
 	validateTensors(&p, "outputs", cfg.GetOutputs(), mbs)
+	for i, t := range cfg.GetOutputs() {
+		// The ONNX Runtime binding cannot hand back a FLOAT16 output that
+		// ONNX Runtime allocated, so pred must allocate it: every
+		// dimension but the batch dimension must be known.
+		if t.GetDtype() == predv1.DataType_DATA_TYPE_FLOAT16 && slices.Contains(t.GetShape(), -1) {
+			p.addf("outputs[%d] %q: shape %v: a FLOAT16 output needs fixed dimensions (apart from the batch dimension)", i, t.GetName(), t.GetShape())
+		}
+	}
 	if _, known := predv1.OutputKind_name[int32(cfg.GetOutputKind())]; !known {
 		p.addf("output_kind %d is not a known OutputKind", cfg.GetOutputKind())
 	}
