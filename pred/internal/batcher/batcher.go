@@ -99,6 +99,14 @@ type Batcher struct {
 	// their batch: no more are coming.
 	draining bool
 
+	// executing counts batches being run; lastSingle records whether the
+	// last batch to finish held a single request. Both guarded by mu: when
+	// the last batch held one request and nothing runs, traffic is
+	// sequential and waiting MaxQueueDelay for company would only add
+	// latency, so a lone request runs at once.
+	executing  int
+	lastSingle bool
+
 	// buffers recycles the batch buffers inputs are concatenated into.
 	buffers sync.Pool
 }
@@ -274,6 +282,10 @@ func (b *Batcher) worker() {
 				b.signal() // another worker may form the next batch
 			}
 			b.execute(batch)
+			b.mu.Lock()
+			b.executing--
+			b.lastSingle = len(batch) == 1
+			b.mu.Unlock()
 			continue
 		}
 		var expire <-chan time.Time
@@ -331,6 +343,7 @@ func (b *Batcher) next() (batch []*request, more bool, wait time.Duration, exit 
 	}
 	b.queue = slices.DeleteFunc(b.queue, func(r *request) bool { return r.state == taken })
 	b.queueLengthLocked()
+	b.executing++
 	return batch, len(b.queue) > 0, 0, false
 }
 
@@ -363,6 +376,9 @@ func (b *Batcher) plan(draining bool) (picked []int, wait time.Duration) {
 		if slices.Contains(b.cfg.PreferredBatchSizes, sizes[i]) {
 			return picked[:i+1], 0
 		}
+	}
+	if len(b.queue) == 1 && b.executing == 0 && b.lastSingle {
+		return picked, 0 // sequential traffic: no one to wait for
 	}
 	if waited := time.Since(head.enqueued); waited < b.cfg.MaxQueueDelay && !draining {
 		return nil, b.cfg.MaxQueueDelay - waited

@@ -580,3 +580,40 @@ func TestDrainRunsWithoutDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSequentialTrafficSkipsQueueDelay: once a batch of one request has run
+// and nothing else is running or queued, a lone request runs at once instead
+// of waiting MaxQueueDelay for company that sequential traffic never brings.
+// Without that rule every request below would wait the full delay.
+func TestSequentialTrafficSkipsQueueDelay(t *testing.T) {
+	const delay = time.Second
+	m := newModel(t)
+	var mu sync.Mutex
+	var waits []time.Duration
+	b := start(t, Config{MaxBatchSize: 8, Dynamic: true, MaxQueueDelay: delay}, m, Hooks{
+		Dequeued: func(w time.Duration) {
+			mu.Lock()
+			waits = append(waits, w)
+			mu.Unlock()
+		},
+	})
+	for i := range 4 {
+		if r := wait(t, submit(context.Background(), b, item(byte(10*i), 1))); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(waits) != 4 {
+		t.Fatalf("%d dequeues, want 4", len(waits))
+	}
+	// The first request has no history and waits for company.
+	if waits[0] < delay {
+		t.Errorf("first request waited %v, want the queue delay %v", waits[0], delay)
+	}
+	for i, w := range waits[1:] {
+		if w >= delay {
+			t.Errorf("sequential request %d waited %v, the full queue delay", i+1, w)
+		}
+	}
+}
