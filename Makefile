@@ -11,13 +11,18 @@ STATICCHECK_VERSION := v0.8.2
 BIN := bin
 TOOLS := .cache/tools/bin
 
-.PHONY: run test check build models onnxruntime helm bench fmt
+.PHONY: run test check build models onnxruntime helm golden bench fmt
 
 onnxruntime:
 	@scripts/install-onnxruntime.sh >/dev/null
 
 models:
 	@scripts/gen-models.sh
+
+# golden makes the Pillow reference tensors the imageprep tests compare with
+# (Debian python3-pil and python3-numpy; deterministic, about 2 s).
+golden:
+	@test -f testdata/golden/pixels.bin.gz || /usr/bin/python3 scripts/golden/make_golden.py
 
 # helm renders the Kubernetes chart in the deployment tests.
 helm:
@@ -34,7 +39,7 @@ run: onnxruntime models build
 	trap 'kill -TERM $$pred 2>/dev/null; wait $$pred' EXIT; \
 	$(BIN)/prep --pred-address localhost:50051
 
-test: onnxruntime models helm
+test: onnxruntime models helm golden
 	ONNXRUNTIME_LIB="$$(scripts/install-onnxruntime.sh)" go test $(GO_TEST_FLAGS) $(MODULES)
 
 check:
