@@ -157,13 +157,20 @@ func Binary(tb testing.TB) string {
 }
 
 func build(root string) (string, error) {
-	dir := filepath.Join(root, ".cache", "predtest")
+	return BuildBinary(root, "predtest", "pred", "github.com/prepred/prepred/pred/cmd/pred")
+}
+
+// BuildBinary builds the command at pkg into <root>/.cache/<dir>/<name>
+// (<name>-race under the race detector) and returns its path. The binary is
+// swapped in atomically, so processes already running the previous one are
+// unaffected; preptest builds prep with it too.
+func BuildBinary(root, dir, name, pkg string) (string, error) {
+	dir = filepath.Join(root, ".cache", dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("build directory: %w", err)
 	}
-	name := "pred"
 	if raceEnabled() {
-		name = "pred-race"
+		name += "-race"
 	}
 	tmp, err := os.CreateTemp(dir, name+"-*.tmp")
 	if err != nil {
@@ -176,7 +183,7 @@ func build(root string) (string, error) {
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/prepred/prepred/pred/cmd/pred")
+	args = append(args, pkg)
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
@@ -188,7 +195,7 @@ func build(root string) (string, error) {
 	// keeps running it, and one starting now sees a complete file.
 	bin := filepath.Join(dir, name)
 	if err := os.Rename(tmp.Name(), bin); err != nil {
-		return "", fmt.Errorf("install the pred binary: %w", err)
+		return "", fmt.Errorf("install the %s binary: %w", name, err)
 	}
 	return bin, nil
 }

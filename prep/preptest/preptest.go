@@ -14,14 +14,10 @@ package preptest
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,9 +29,6 @@ import (
 
 // Time limits of a server's life in a test.
 const (
-	// buildTimeout bounds building the binary (a cold build compiles gin,
-	// gRPC and the cgo image decoders).
-	buildTimeout = 5 * time.Minute
 	// listenTimeout bounds the wait for the "listening" log line.
 	listenTimeout = 30 * time.Second
 	// stopTimeout bounds the wait for exit after SIGTERM before SIGKILL; it
@@ -65,53 +58,7 @@ func Binary(tb testing.TB) string {
 }
 
 func build(root string) (string, error) {
-	dir := filepath.Join(root, ".cache", "preptest")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("build directory: %w", err)
-	}
-	name := "prep"
-	if raceEnabled() {
-		name = "prep-race"
-	}
-	tmp, err := os.CreateTemp(dir, name+"-*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("build directory: %w", err)
-	}
-	_ = tmp.Close()
-	defer os.Remove(tmp.Name()) // gone after the rename unless the build failed
-
-	args := []string{"build", "-o", tmp.Name()}
-	if raceEnabled() {
-		args = append(args, "-race")
-	}
-	args = append(args, "github.com/prepred/prepred/prep/cmd/prep")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	// The rename is atomic: a process that started the previous binary
-	// keeps running it, and one starting now sees a complete file.
-	bin := filepath.Join(dir, name)
-	if err := os.Rename(tmp.Name(), bin); err != nil {
-		return "", fmt.Errorf("install the prep binary: %w", err)
-	}
-	return bin, nil
-}
-
-func raceEnabled() bool {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range info.Settings {
-		if s.Key == "-race" && s.Value == "true" {
-			return true
-		}
-	}
-	return false
+	return predtest.BuildBinary(root, "preptest", "prep", "github.com/prepred/prepred/prep/cmd/prep")
 }
 
 // Server is a running prep process.
