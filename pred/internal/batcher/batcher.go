@@ -508,21 +508,21 @@ func (b *Batcher) scatter(batch []*request, outputs []tensor.Tensor, items int64
 		batch[0].outputs = outputs
 		return nil
 	}
-	for _, r := range batch {
+	rows := make([]int64, len(batch))
+	for i, r := range batch {
+		rows[i] = r.items
 		r.outputs = make([]tensor.Tensor, len(outputs))
 	}
 	for j, out := range outputs {
-		if len(out.Shape) == 0 || out.Shape[0] != items || int64(len(out.Data))%items != 0 {
+		if len(out.Shape) == 0 || out.Shape[0] != items {
 			return status.Errorf(codes.Internal, "%s: output %q has shape %v for a batch of %d; its first dimension must be the batch", b.cfg.Name, out.Name, out.Shape, items)
 		}
-		row := int64(len(out.Data)) / items
-		var offset int64
-		for _, r := range batch {
-			end := offset + r.items*row
-			shape := slices.Clone(out.Shape)
-			shape[0] = r.items
-			r.outputs[j] = tensor.Tensor{Name: out.Name, DType: out.DType, Shape: shape, Data: out.Data[offset:end:end]}
-			offset = end
+		parts, err := tensor.SplitRows(out, rows)
+		if err != nil {
+			return status.Errorf(codes.Internal, "%s: split the batch's outputs: %v", b.cfg.Name, err)
+		}
+		for i, r := range batch {
+			r.outputs[j] = parts[i]
 		}
 	}
 	return nil

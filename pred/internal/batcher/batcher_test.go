@@ -617,3 +617,94 @@ func TestSequentialTrafficSkipsQueueDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestMergesStringRequests batches STRING requests, whose rows differ in
+// byte size, and checks that every request gets back exactly its own
+// strings, transformed, with outputs longer than the inputs.
+func TestMergesStringRequests(t *testing.T) {
+	str := predv1.DataType_DATA_TYPE_STRING
+	gate := make(chan struct{})
+	started := make(chan struct{}, 10)
+	var mu sync.Mutex
+	var sizes []int64
+	run := func(ctx context.Context, inputs []tensor.Tensor, items int64) ([]tensor.Tensor, error) {
+		mu.Lock()
+		sizes = append(sizes, items)
+		first := len(sizes) == 1
+		mu.Unlock()
+		if first {
+			started <- struct{}{}
+			<-gate
+		}
+		in := inputs[0]
+		n, err := tensor.ElementCount(in.Shape)
+		if err != nil {
+			return nil, err
+		}
+		elems, err := tensor.Strings(in.Data, n)
+		if err != nil {
+			return nil, err
+		}
+		var out []byte
+		for _, e := range elems {
+			out = tensor.AppendString(out, "<"+string(e)+">")
+		}
+		return []tensor.Tensor{{Name: "out", DType: str, Shape: slices.Clone(in.Shape), Data: out}}, nil
+	}
+	q := newQueueWatch()
+	b, err := New(Config{Name: "strings", MaxBatchSize: 8, Dynamic: true, MaxQueueSize: 16, Instances: 1}, run, Hooks{QueueLength: q.hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+
+	req := func(rows ...[]string) []tensor.Tensor {
+		var flat []string
+		for _, r := range rows {
+			flat = append(flat, r...)
+		}
+		return []tensor.Tensor{{Name: "in", DType: str, Shape: []int64{int64(len(rows)), 2}, Data: tensor.FromStrings(flat)}}
+	}
+	held := submit(context.Background(), b, req([]string{"x", "y"}))
+	select {
+	case <-started:
+	case <-time.After(testTimeout):
+		t.Fatal("the first run did not start")
+	}
+	q.await(t, 0)
+	requests := [][]tensor.Tensor{
+		req([]string{"", "a"}),
+		req([]string{"long string", "b"}, []string{"c", ""}),
+		req([]string{"日本", "ünï"}),
+	}
+	results := make([]<-chan result, len(requests))
+	for i, in := range requests {
+		results[i] = submit(context.Background(), b, in)
+		q.await(t, i+1)
+	}
+	close(gate)
+	if r := wait(t, held); r.err != nil {
+		t.Fatal(r.err)
+	}
+	for i, ch := range results {
+		r := wait(t, ch)
+		if r.err != nil {
+			t.Fatalf("request %d: %v", i, r.err)
+		}
+		in := requests[i][0]
+		n, _ := tensor.ElementCount(in.Shape)
+		elems, _ := tensor.Strings(in.Data, n)
+		var want []byte
+		for _, e := range elems {
+			want = tensor.AppendString(want, "<"+string(e)+">")
+		}
+		if got := r.outs[0]; !bytes.Equal(got.Data, want) || !slices.Equal(got.Shape, in.Shape) {
+			t.Errorf("request %d: output %v %q, want %v %q", i, got.Shape, got.Data, in.Shape, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(sizes, []int64{1, 4}) {
+		t.Errorf("runs of %v items, want [1 4] (the three queued requests merged)", sizes)
+	}
+}

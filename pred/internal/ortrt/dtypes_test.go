@@ -44,9 +44,13 @@ func TestRunEveryDType(t *testing.T) {
 			t.Fatalf("input %d = %+v, want %s %v [-1 3]", i, in, smp.Name, smp.DType)
 		}
 		// Two rows: the sample and its bytes reversed (still valid values
-		// for every type but BOOL, whose bytes are symmetric).
+		// for every fixed-size type but BOOL, whose bytes are symmetric),
+		// or other strings.
 		rev := slices.Clone(smp.Raw)
 		slices.Reverse(rev)
+		if tensor.IsString(smp.DType) {
+			rev = tensor.FromStrings([]string{"second row", "", "\xff\xfe not UTF-8"})
+		}
 		inputs[i] = tensor.Tensor{Name: smp.Name, DType: smp.DType, Shape: []int64{2, 3}, Data: append(slices.Clone(smp.Raw), rev...)}
 	}
 	for _, prealloc := range []bool{true, false} {

@@ -157,7 +157,12 @@ func (s *Session) Outputs() []TensorInfo { return s.outputs }
 // outputShapes may give, per output, the shape the output will have; ONNX
 // Runtime then writes that output straight into the returned tensor's
 // buffer. A nil entry (or a nil slice) lets ONNX Runtime size the output and
-// costs one copy. Outputs are returned in the order of Outputs().
+// costs one copy, as every STRING output does. Outputs are returned in the
+// order of Outputs().
+//
+// STRING inputs are copied into ONNX Runtime, which takes each element as
+// a NUL-terminated C string: an element holding a NUL byte is cut there,
+// so callers refuse such input beforehand.
 //
 // A FLOAT16 output needs its shape: onnxruntime_go cannot copy out a
 // FLOAT16 output that ONNX Runtime allocated (it has no Go type for it), so
@@ -195,8 +200,8 @@ func (s *Session) Run(ctx context.Context, inputs []tensor.Tensor, outputShapes 
 		}
 	}
 	for i, shape := range outputShapes {
-		if shape == nil {
-			continue
+		if shape == nil || tensor.IsString(s.outputs[i].DType) {
+			continue // ONNX Runtime allocates it; strings have no fixed size
 		}
 		info := s.outputs[i]
 		size, err := tensor.ByteSize(info.DType, shape)
@@ -292,6 +297,9 @@ func destroyAll(vs []ort.Value) {
 // newValue wraps t's bytes as an ONNX Runtime tensor without copying them
 // (unless they are misaligned for the element type).
 func newValue(t tensor.Tensor) (ort.Value, error) {
+	if tensor.IsString(t.DType) {
+		return newStringValue(t)
+	}
 	size, err := tensor.ByteSize(t.DType, t.Shape)
 	if err != nil {
 		return nil, err
@@ -308,6 +316,36 @@ func newValue(t tensor.Tensor) (ort.Value, error) {
 		copy(data, t.Data)
 	}
 	return ort.NewCustomDataTensor(ort.Shape(slices.Clone(t.Shape)), data, toORT(t.DType))
+}
+
+// newStringValue copies the elements of a STRING tensor into ONNX Runtime.
+func newStringValue(t tensor.Tensor) (ort.Value, error) {
+	n, err := tensor.ElementCount(t.Shape)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 || len(t.Shape) == 0 {
+		return nil, errors.New("empty and scalar tensors are not supported")
+	}
+	elems, err := tensor.Strings(t.Data, n)
+	if err != nil {
+		return nil, err
+	}
+	// The library copies each element into a C string, so the Go strings
+	// may alias t.Data.
+	strs := make([]string, len(elems))
+	for i, e := range elems {
+		strs[i] = unsafe.String(unsafe.SliceData(e), len(e))
+	}
+	v, err := ort.NewStringTensor(ort.Shape(slices.Clone(t.Shape)))
+	if err != nil {
+		return nil, err
+	}
+	if err := v.SetContents(strs); err != nil {
+		v.Destroy()
+		return nil, err
+	}
+	return v, nil
 }
 
 // alignedBuffer returns n bytes aligned for any element type.
@@ -353,6 +391,16 @@ func fromValue(name string, v ort.Value) (tensor.Tensor, error) {
 		data = asBytes(t.GetData())
 	case *ort.CustomDataTensor:
 		data = t.GetData()
+	case *ort.StringTensor:
+		strs, err := t.GetContents()
+		if err != nil {
+			return tensor.Tensor{}, fmt.Errorf("output %q: read strings: %w", name, err)
+		}
+		if len(strs) > tensor.MaxStringElements {
+			return tensor.Tensor{}, fmt.Errorf("output %q has %d strings, more than the %d pred returns", name, len(strs), tensor.MaxStringElements)
+		}
+		shape := []int64(t.GetShape())
+		return tensor.Tensor{Name: name, DType: dt, Shape: shape, Data: tensor.FromStrings(strs)}, nil
 	default:
 		return tensor.Tensor{}, fmt.Errorf("output %q is a %v, which pred does not support", name, v.GetONNXType())
 	}
@@ -390,6 +438,7 @@ var dtypes = []struct {
 	{predv1.DataType_DATA_TYPE_UINT32, ort.TensorElementDataTypeUint32},
 	{predv1.DataType_DATA_TYPE_UINT64, ort.TensorElementDataTypeUint64},
 	{predv1.DataType_DATA_TYPE_BOOL, ort.TensorElementDataTypeBool},
+	{predv1.DataType_DATA_TYPE_STRING, ort.TensorElementDataTypeString},
 }
 
 func toORT(d predv1.DataType) ort.TensorElementDataType {

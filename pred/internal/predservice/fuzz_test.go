@@ -13,11 +13,12 @@ import (
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/pred/internal/predservice"
 	"github.com/prepred/prepred/pred/internal/tensor"
+	"github.com/prepred/prepred/pred/internal/testmodels"
 )
 
 // FuzzPredict sends arbitrary native PredictRequests through validation
 // and, when they pass, ONNX Runtime: each must end in a client error or in
-// outputs of the size their type and shape need.
+// outputs whose bytes encode their type and shape.
 func FuzzPredict(f *testing.F) {
 	fx := setup(f)
 	seeds := []*predv1.PredictRequest{
@@ -26,6 +27,11 @@ func FuzzPredict(f *testing.F) {
 		{Model: "colors", Version: 1, Inputs: []*predv1.Tensor{{Dtype: predv1.DataType_DATA_TYPE_FLOAT32, Shape: []int64{1, 3, 32, 32}, RawData: make([]byte, 12288)}}},
 		{Model: "colors", SpecFingerprint: "sha256:0", Inputs: []*predv1.Tensor{{Name: "input", Dtype: predv1.DataType_DATA_TYPE_FLOAT16, Shape: []int64{1, 3, 32, 32}, RawData: make([]byte, 6144)}}},
 	}
+	dtypes := &predv1.PredictRequest{Model: testmodels.DTypes}
+	for _, s := range testmodels.Samples() {
+		dtypes.Inputs = append(dtypes.Inputs, &predv1.Tensor{Name: s.Name, Dtype: s.DType, Shape: []int64{1, 3}, RawData: s.Raw})
+	}
+	seeds = append(seeds, dtypes)
 	for _, req := range seeds {
 		b, err := proto.Marshal(req)
 		if err != nil {
@@ -50,9 +56,8 @@ func FuzzPredict(f *testing.F) {
 			t.Fatalf("Predict: %v", err)
 		}
 		for _, o := range resp.GetOutputs() {
-			size, err := tensor.ByteSize(o.GetDtype(), o.GetShape())
-			if err != nil || size != int64(len(o.GetRawData())) {
-				t.Fatalf("output %q: %d bytes for %v %v", o.GetName(), len(o.GetRawData()), o.GetDtype(), o.GetShape())
+			if err := tensor.CheckData(o.GetDtype(), o.GetShape(), o.GetRawData()); err != nil {
+				t.Fatalf("output %q: %v", o.GetName(), err)
 			}
 		}
 	})

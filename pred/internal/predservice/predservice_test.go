@@ -1,8 +1,10 @@
 package predservice_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -36,6 +38,7 @@ import (
 	"github.com/prepred/prepred/pred/internal/registry"
 	"github.com/prepred/prepred/pred/internal/repository"
 	"github.com/prepred/prepred/pred/internal/tensor"
+	"github.com/prepred/prepred/pred/internal/testmodels"
 	"github.com/prepred/prepred/pred/predtest"
 )
 
@@ -56,6 +59,9 @@ type fixture struct {
 	// configs are the generated models' configurations, read independently
 	// of the server.
 	configs map[string]*predv1.ModelConfig
+	// repo is the fixture's model repository: the generated models and
+	// the test models of every element type (testmodels.DTypes).
+	repo string
 }
 
 var (
@@ -67,14 +73,17 @@ var (
 func setup(tb testing.TB) *fixture {
 	tb.Helper()
 	lib, repo := predtest.ORTLibrary(tb), predtest.ModelRepository(tb)
-	fixOnce.Do(func() { fix, fixErr = newFixture(lib, repo) })
+	work := filepath.Join(predtest.RepoRoot(tb), ".cache", "predtest")
+	fixOnce.Do(func() { fix, fixErr = newFixture(lib, repo, work) })
 	if fixErr != nil {
 		tb.Fatal(fixErr)
 	}
 	return fix
 }
 
-func newFixture(lib, repo string) (*fixture, error) {
+// newFixture serves the models of repo and the test models from a
+// repository it makes in work, a directory on repo's file system.
+func newFixture(lib, repo, work string) (*fixture, error) {
 	f := &fixture{configs: map[string]*predv1.ModelConfig{}, metrics: metrics.New()}
 	for _, name := range []string{"colors", "resnet50"} {
 		text, err := os.ReadFile(filepath.Join(repo, name, repository.ConfigTextFile))
@@ -86,6 +95,22 @@ func newFixture(lib, repo string) (*fixture, error) {
 		}
 	}
 	var err error
+	// On the shared repository's file system, so that its models can be
+	// hard links (the repository refuses symbolic links that leave it).
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
+	if f.repo, err = os.MkdirTemp(work, "predservice-models-"); err != nil {
+		return nil, err
+	}
+	for name := range f.configs {
+		if err := linkTree(filepath.Join(repo, name), filepath.Join(f.repo, name)); err != nil {
+			return nil, err
+		}
+	}
+	if err := testmodels.Write(f.repo, testmodels.DTypes); err != nil {
+		return nil, err
+	}
 	if f.rt, err = ortrt.New(lib); err != nil {
 		return nil, err
 	}
@@ -93,7 +118,7 @@ func newFixture(lib, repo string) (*fixture, error) {
 	f.logs = logs
 	log := zap.New(core)
 	f.reg = registry.New(f.rt, registry.Options{Logger: log})
-	if err := f.reg.Load(context.Background(), repo); err != nil {
+	if err := f.reg.Load(context.Background(), f.repo); err != nil {
 		return nil, err
 	}
 	f.srv = grpcserver.New(log,
@@ -115,10 +140,30 @@ func newFixture(lib, repo string) (*fixture, error) {
 	return f, nil
 }
 
+// linkTree recreates the directory tree src at dst with hard links.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		return os.Link(path, filepath.Join(dst, rel))
+	})
+}
+
 func (f *fixture) close() error {
 	f.conn.Close()
 	f.srv.Shutdown(time.Second)
 	if err := f.reg.Close(context.Background()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(f.repo); err != nil {
 		return err
 	}
 	return f.rt.Close()
@@ -318,6 +363,7 @@ func TestListModels(t *testing.T) {
 	}
 	want := []*predv1.ModelVersionState{
 		{Model: "colors", Version: 1, State: "READY"},
+		{Model: testmodels.DTypes, Version: 1, State: "READY"},
 		{Model: "resnet50", Version: 1, State: "READY"},
 	}
 	if len(resp.GetModels()) != len(want) {
@@ -380,7 +426,7 @@ func TestPredictErrors(t *testing.T) {
 		}), codes.InvalidArgument, fmt.Sprintf("has more than %d elements", tensor.MaxElements)},
 		{"no model", edit(func(r *predv1.PredictRequest) { r.Model = "" }), codes.InvalidArgument, "model is required"},
 		{"unknown model", edit(func(r *predv1.PredictRequest) { r.Model = "resnet51" }),
-			codes.NotFound, "model \"resnet51\" is not served; served models: colors, resnet50"},
+			codes.NotFound, "model \"resnet51\" is not served; served models: colors, dtypes, resnet50"},
 		{"unknown version", edit(func(r *predv1.PredictRequest) { r.Version = 2 }),
 			codes.NotFound, "model \"colors\" has no version 2; served versions: 1 (READY)"},
 		{"fingerprint mismatch", edit(func(r *predv1.PredictRequest) { r.SpecFingerprint = otherFP }),
@@ -483,5 +529,29 @@ func TestDeadlineExceeded(t *testing.T) {
 	// The server is still fine.
 	if _, err := f.client.Predict(ctx(t), f.colorsRequest(t, [3]uint8{9, 9, 9})); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPredictEveryDType sends one tensor of every element type, STRING
+// included, through the native API and ONNX Runtime and back.
+func TestPredictEveryDType(t *testing.T) {
+	f := setup(t)
+	req := &predv1.PredictRequest{Model: testmodels.DTypes}
+	for _, s := range testmodels.Samples() {
+		req.Inputs = append(req.Inputs, &predv1.Tensor{Name: s.Name, Dtype: s.DType, Shape: []int64{1, 3}, RawData: s.Raw})
+	}
+	resp, err := f.client.Predict(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*predv1.Tensor{}
+	for _, o := range resp.GetOutputs() {
+		got[o.GetName()] = o
+	}
+	for _, s := range testmodels.Samples() {
+		o := got[testmodels.Output(s.Name)]
+		if o.GetDtype() != s.DType || !slices.Equal(o.GetShape(), []int64{1, 3}) || !bytes.Equal(o.GetRawData(), s.Raw) {
+			t.Errorf("%s: output %v %v %x, want %v [1 3] %x", s.Name, o.GetDtype(), o.GetShape(), o.GetRawData(), s.DType, s.Raw)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -153,14 +154,30 @@ func (v *Version) warmUp(ctx context.Context, sess *ortrt.Session) error {
 		for _, d := range spec.GetShape() {
 			shape = append(shape, max(d, 1))
 		}
-		size, err := tensor.ByteSize(spec.GetDtype(), shape)
+		data, err := zeros(spec.GetDtype(), shape)
 		if err != nil {
 			return fmt.Errorf("input %q: %w", info.Name, err)
 		}
-		inputs[i] = tensor.Tensor{Name: info.Name, DType: spec.GetDtype(), Shape: shape, Data: make([]byte, size)}
+		inputs[i] = tensor.Tensor{Name: info.Name, DType: spec.GetDtype(), Shape: shape, Data: data}
 	}
 	_, err := v.run(ctx, sess, inputs, 1)
 	return err
+}
+
+// zeros returns the data of a tensor of zeros (empty strings for STRING).
+func zeros(d predv1.DataType, shape []int64) ([]byte, error) {
+	if tensor.IsString(d) {
+		n, err := tensor.ElementCount(shape)
+		if err != nil {
+			return nil, err
+		}
+		return tensor.FromStrings(make([]string, n)), nil
+	}
+	size, err := tensor.ByteSize(d, shape)
+	if err != nil {
+		return nil, err
+	}
+	return make([]byte, size), nil
 }
 
 // validate checks inputs against the configuration and returns them in the
@@ -215,7 +232,7 @@ func (v *Version) validate(inputs []tensor.Tensor) ([]tensor.Tensor, int64, erro
 func (v *Version) checkTensor(spec *predv1.TensorSpec, in tensor.Tensor) (int64, error) {
 	name := spec.GetName()
 	mbs := int64(v.Model.Config.GetMaxBatchSize())
-	if tensor.ElementSize(in.DType) == 0 {
+	if !tensor.Supported(in.DType) {
 		return 0, invalid("input %q: dtype %v is not supported; model %q expects %v", name, in.DType, v.Model.Name, spec.GetDtype())
 	}
 	if in.DType != spec.GetDtype() {
@@ -253,12 +270,31 @@ func (v *Version) checkTensor(spec *predv1.TensorSpec, in tensor.Tensor) (int64,
 			return 0, invalid("input %q: dimension %d of shape %v is %d, model %q expects %d: %s", name, axis, in.Shape, d, v.Model.Name, w, expected)
 		}
 	}
+	if tensor.IsString(in.DType) {
+		return batch, checkStrings(name, in, n)
+	}
 	size := n * int64(tensor.ElementSize(in.DType))
 	if int64(len(in.Data)) != size {
 		return 0, invalid("input %q: raw_data has %d bytes; shape %v of %v (%d bytes each) needs %d",
 			name, len(in.Data), in.Shape, in.DType, tensor.ElementSize(in.DType), size)
 	}
 	return batch, nil
+}
+
+// checkStrings checks the n elements of a STRING input. ONNX Runtime's C
+// API takes strings NUL-terminated, so an element with a NUL byte would
+// reach the model cut short: it is refused instead.
+func checkStrings(name string, in tensor.Tensor, n int64) error {
+	elems, err := tensor.Strings(in.Data, n)
+	if err != nil {
+		return invalid("input %q: shape %v of %v: %v", name, in.Shape, in.DType, err)
+	}
+	for i, s := range elems {
+		if bytes.IndexByte(s, 0) >= 0 {
+			return invalid("input %q: STRING element %d contains a NUL byte, which ONNX Runtime cannot take", name, i)
+		}
+	}
+	return nil
 }
 
 // expectedShape describes the shape an input must have, e.g.

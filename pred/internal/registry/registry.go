@@ -36,6 +36,7 @@ import (
 	"github.com/prepred/prepred/pred/internal/metrics"
 	"github.com/prepred/prepred/pred/internal/ortrt"
 	"github.com/prepred/prepred/pred/internal/repository"
+	"github.com/prepred/prepred/pred/internal/tensor"
 )
 
 // State is the serving state of a model version, as List reports it.
@@ -215,7 +216,8 @@ type Version struct {
 	batcher *batcher.Batcher
 	metrics *metrics.Version
 	// outputDims holds, per output, the configured non-batch dimensions
-	// when all are fixed (so outputs can be preallocated), else nil.
+	// when all are fixed and the elements are of fixed size (so outputs
+	// can be preallocated), else nil.
 	outputDims [][]int64
 	// inputOrder maps the session's inputs to the configuration's: input
 	// i of the session is configured input inputOrder[i]; nil when the
@@ -738,7 +740,7 @@ func (r *Registry) open(v *Version) (*ortrt.Session, error) {
 	}
 	v.outputDims = make([][]int64, len(cfg.GetOutputs()))
 	for i, o := range cfg.GetOutputs() {
-		if !slices.Contains(o.GetShape(), -1) {
+		if !slices.Contains(o.GetShape(), -1) && !tensor.IsString(o.GetDtype()) {
 			v.outputDims[i] = o.GetShape()
 		}
 	}

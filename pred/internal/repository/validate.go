@@ -97,7 +97,7 @@ func validateTensors(p *problems, field string, ts []*predv1.TensorSpec, mbs int
 			p.addf("%s: duplicate name", where)
 		}
 		seen[t.GetName()] = true
-		if tensor.ElementSize(t.GetDtype()) == 0 {
+		if !tensor.Supported(t.GetDtype()) {
 			p.addf("%s: dtype %v is not supported", where, t.GetDtype())
 		}
 		if mbs == 0 && len(t.GetShape()) == 0 {

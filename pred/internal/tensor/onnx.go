@@ -22,6 +22,7 @@ var onnxTypes = []struct {
 	{predv1.DataType_DATA_TYPE_UINT32, onnxpb.TensorProto_UINT32},
 	{predv1.DataType_DATA_TYPE_UINT64, onnxpb.TensorProto_UINT64},
 	{predv1.DataType_DATA_TYPE_BOOL, onnxpb.TensorProto_BOOL},
+	{predv1.DataType_DATA_TYPE_STRING, onnxpb.TensorProto_STRING},
 }
 
 // ONNXType returns the ONNX element type of d, or UNDEFINED.
@@ -35,7 +36,7 @@ func ONNXType(d predv1.DataType) onnxpb.TensorProto_DataType {
 }
 
 // FromONNXType returns pred's element type for the ONNX element type t;
-// ok is false for a type pred does not serve (STRING, BFLOAT16, complex).
+// ok is false for a type pred does not serve (BFLOAT16, complex, 4-bit and 8-bit floats).
 func FromONNXType(t onnxpb.TensorProto_DataType) (d predv1.DataType, ok bool) {
 	for _, p := range onnxTypes {
 		if p.onnx == t {

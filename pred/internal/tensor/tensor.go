@@ -23,12 +23,14 @@ type Tensor struct {
 	Name  string
 	DType predv1.DataType
 	Shape []int64
-	// Data holds exactly ElementCount(Shape)·ElementSize(DType) bytes.
+	// Data holds exactly ElementCount(Shape)·ElementSize(DType) bytes, or
+	// for STRING the elements' length-prefixed encoding (see IsString).
 	Data []byte
 }
 
-// ElementSize returns the size in bytes of one element of d, or 0 for an
-// unspecified or unknown type.
+// ElementSize returns the size in bytes of one element of d, or 0 for
+// STRING (whose elements vary in size) and for an unspecified or unknown
+// type.
 func ElementSize(d predv1.DataType) int {
 	switch d {
 	case predv1.DataType_DATA_TYPE_FLOAT32, predv1.DataType_DATA_TYPE_INT32, predv1.DataType_DATA_TYPE_UINT32:
@@ -65,9 +67,12 @@ func ElementCount(shape []int64) (int64, error) {
 	return n, nil
 }
 
-// ByteSize returns the number of bytes of a tensor of the given type and
-// shape.
+// ByteSize returns the number of bytes of a tensor of the given fixed-size
+// type and shape.
 func ByteSize(d predv1.DataType, shape []int64) (int64, error) {
+	if IsString(d) {
+		return 0, fmt.Errorf("%v elements have no fixed size", d)
+	}
 	size := ElementSize(d)
 	if size == 0 {
 		return 0, fmt.Errorf("unsupported data type %v", d)

@@ -56,10 +56,16 @@ func TestByteSize(t *testing.T) {
 	if _, err := ByteSize(predv1.DataType_DATA_TYPE_UNSPECIFIED, []int64{1}); err == nil {
 		t.Error("ByteSize(UNSPECIFIED) succeeded")
 	}
+	if _, err := ByteSize(predv1.DataType_DATA_TYPE_STRING, []int64{1}); err == nil || !strings.Contains(err.Error(), "no fixed size") {
+		t.Errorf("ByteSize(STRING) = %v; want an error saying STRING has no fixed size", err)
+	}
 	for d := range predv1.DataType_name {
 		dt := predv1.DataType(d)
-		if dt != predv1.DataType_DATA_TYPE_UNSPECIFIED && ElementSize(dt) == 0 {
+		if dt != predv1.DataType_DATA_TYPE_UNSPECIFIED && !IsString(dt) && ElementSize(dt) == 0 {
 			t.Errorf("ElementSize(%v) = 0", dt)
+		}
+		if dt != predv1.DataType_DATA_TYPE_UNSPECIFIED && !Supported(dt) {
+			t.Errorf("Supported(%v) = false", dt)
 		}
 	}
 }

@@ -65,7 +65,8 @@ type Sample struct {
 	// Name is the input's name; the output is Output(Name).
 	Name  string
 	DType predv1.DataType
-	// Raw is the little-endian encoding of the values, shape [1, 3].
+	// Raw is the little-endian encoding of the values, shape [1, 3] (for
+	// STRING, the length-prefixed elements).
 	Raw []byte
 	// JSON is the values as a JSON array, as the Open Inference Protocol's
 	// REST API writes them.
@@ -101,6 +102,7 @@ func Samples() []Sample {
 		{"uint64", predv1.DataType_DATA_TYPE_UINT64, le.AppendUint64(le.AppendUint64(le.AppendUint64(nil,
 			0), 4), math.MaxUint64), "[0,4,18446744073709551615]"},
 		{"bool", predv1.DataType_DATA_TYPE_BOOL, []byte{1, 0, 1}, "[true,false,true]"},
+		{"string", predv1.DataType_DATA_TYPE_STRING, tensor.FromStrings([]string{"", "héllo", "日本 text"}), `["","héllo","日本 text"]`},
 	}
 }
 

@@ -21,7 +21,8 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Tensor is a dense tensor in little-endian, row-major raw bytes.
+// Tensor is a dense tensor in little-endian, row-major raw bytes (for
+// DATA_TYPE_STRING, length-prefixed elements; see DataType).
 type Tensor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`

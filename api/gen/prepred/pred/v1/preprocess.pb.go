@@ -237,6 +237,11 @@ const (
 	DataType_DATA_TYPE_UINT32      DataType = 10
 	DataType_DATA_TYPE_UINT64      DataType = 11
 	DataType_DATA_TYPE_BOOL        DataType = 12
+	// STRING elements are byte strings of any length (ONNX's tensor(string)).
+	// In raw bytes each element is a 4-byte little-endian length followed by
+	// that many bytes, element after element: the BYTES serialization of the
+	// Open Inference Protocol. A preprocessing spec never uses it.
+	DataType_DATA_TYPE_STRING DataType = 13
 )
 
 // Enum value maps for DataType.
@@ -255,6 +260,7 @@ var (
 		10: "DATA_TYPE_UINT32",
 		11: "DATA_TYPE_UINT64",
 		12: "DATA_TYPE_BOOL",
+		13: "DATA_TYPE_STRING",
 	}
 	DataType_value = map[string]int32{
 		"DATA_TYPE_UNSPECIFIED": 0,
@@ -270,6 +276,7 @@ var (
 		"DATA_TYPE_UINT32":      10,
 		"DATA_TYPE_UINT64":      11,
 		"DATA_TYPE_BOOL":        12,
+		"DATA_TYPE_STRING":      13,
 	}
 )
 
@@ -507,7 +514,7 @@ const file_prepred_pred_v1_preprocess_proto_rawDesc = "" +
 	"\x15INTERPOLATION_BICUBIC\x10\x02*1\n" +
 	"\x06Layout\x12\x16\n" +
 	"\x12LAYOUT_UNSPECIFIED\x10\x00\x12\x0f\n" +
-	"\vLAYOUT_NCHW\x10\x01*\xa8\x02\n" +
+	"\vLAYOUT_NCHW\x10\x01*\xbe\x02\n" +
 	"\bDataType\x12\x19\n" +
 	"\x15DATA_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DATA_TYPE_FLOAT32\x10\x01\x12\x15\n" +
@@ -522,7 +529,8 @@ const file_prepred_pred_v1_preprocess_proto_rawDesc = "" +
 	"\x10DATA_TYPE_UINT32\x10\n" +
 	"\x12\x14\n" +
 	"\x10DATA_TYPE_UINT64\x10\v\x12\x12\n" +
-	"\x0eDATA_TYPE_BOOL\x10\fB;Z9github.com/prepred/prepred/api/gen/prepred/pred/v1;predv1b\x06proto3"
+	"\x0eDATA_TYPE_BOOL\x10\f\x12\x14\n" +
+	"\x10DATA_TYPE_STRING\x10\rB;Z9github.com/prepred/prepred/api/gen/prepred/pred/v1;predv1b\x06proto3"
 
 var (
 	file_prepred_pred_v1_preprocess_proto_rawDescOnce sync.Once
