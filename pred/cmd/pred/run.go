@@ -126,8 +126,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		{&serving.managementToken, "management-token", "PRED_MANAGEMENT_TOKEN", "", "bearer token the repository API requires; without one it answers only loopback callers (prefer the variable: a flag shows in the process list)"},
 		{&serving.instanceCount, "instance-count", "PRED_INSTANCE_COUNT", "1", "executions of one model version that may run at once"},
 		{&serving.maxQueueSize, "max-queue-size", "PRED_MAX_QUEUE_SIZE", strconv.Itoa(registry.DefaultMaxQueueSize), "queue bound of model versions whose config sets no dynamic_batching.max_queue_size; beyond it requests fail with RESOURCE_EXHAUSTED"},
-		{&serving.executionProvider, "execution-provider", "PRED_EXECUTION_PROVIDER", "cpu", "execution provider of models whose config names none: cpu or cuda"},
-		{&serving.cudaFallback, "cuda-fallback", "PRED_CUDA_FALLBACK", registry.FallbackCPU, "when a model asks for cuda and ONNX Runtime cannot provide it: cpu (log a warning, run on the CPU) or fail (the model version is UNAVAILABLE)"},
+		{&serving.executionProvider, "execution-provider", "PRED_EXECUTION_PROVIDER", "cpu", "execution provider of models whose config names none: cpu, cuda or tensorrt"},
+		{&serving.cudaFallback, "cuda-fallback", "PRED_CUDA_FALLBACK", registry.FallbackCPU, "when a model asks for cuda or tensorrt and ONNX Runtime cannot provide it: cpu (log a warning, run on the CPU) or fail (the model version is UNAVAILABLE)"},
 		{&serving.maxConnectionAge, "grpc-max-connection-age", "PRED_GRPC_MAX_CONNECTION_AGE", grpcserver.DefaultMaxConnectionAge.String(), "close gRPC connections after this long, so clients reconnect and find new replicas (0: never)"},
 	}
 	for _, f := range flags {
@@ -207,8 +207,8 @@ func (f servingFlags) parse() (servingConfig, error) {
 	if c.managementAPI, err = strconv.ParseBool(f.managementAPI); err != nil {
 		errs = append(errs, fmt.Errorf("--management-api %q: want true or false", f.managementAPI))
 	}
-	if c.executionProvider != "cpu" && c.executionProvider != "cuda" {
-		errs = append(errs, fmt.Errorf("--execution-provider %q: want cpu or cuda", c.executionProvider))
+	if c.executionProvider != "cpu" && !ortrt.IsGPU(c.executionProvider) {
+		errs = append(errs, fmt.Errorf("--execution-provider %q: want cpu, cuda or tensorrt", c.executionProvider))
 	}
 	if c.cudaFallback != registry.FallbackCPU && c.cudaFallback != registry.FallbackFail {
 		errs = append(errs, fmt.Errorf("--cuda-fallback %q: want %s or %s", c.cudaFallback, registry.FallbackCPU, registry.FallbackFail))

@@ -61,6 +61,11 @@ func TestParseServingConfig(t *testing.T) {
 		{name: "bad bool", env: map[string]string{"PRED_MANAGEMENT_API": "yes please"}, wantErr: "--management-api"},
 		{name: "zero instances", args: []string{"--instance-count", "0"}, wantErr: "--instance-count"},
 		{name: "huge queue", args: []string{"--max-queue-size", "100000000"}, wantErr: "--max-queue-size"},
+		{name: "tensorrt", args: []string{"--execution-provider", "tensorrt"}, want: func() servingConfig {
+			c := defaultServing
+			c.executionProvider = "tensorrt"
+			return c
+		}()},
 		{name: "unknown provider", args: []string{"--execution-provider", "tpu"}, wantErr: `--execution-provider "tpu"`},
 		{name: "unknown fallback", args: []string{"--cuda-fallback", "retry"}, wantErr: "--cuda-fallback"},
 	}

@@ -304,6 +304,11 @@ func TestOptions(t *testing.T) {
 		{opts: Options{IntraOpThreads: -1}, wantErr: "must not be negative"},
 		{opts: Options{OutputNames: []string{"logits"}}, wantErr: `the model has no output "logits"`},
 		{opts: Options{ExecutionProvider: "cuda"}, wantErr: "execution provider cuda is not available"},
+		{opts: Options{ExecutionProvider: "cuda", DeviceID: 1, ProviderOptions: map[string]string{"cudnn_conv_algo_search": "HEURISTIC"}}, wantErr: "execution provider cuda is not available"},
+		{opts: Options{ExecutionProvider: "tensorrt"}, wantErr: "execution provider tensorrt is not available"},
+		{opts: Options{ExecutionProvider: "cuda", DeviceID: -1}, wantErr: "device_id -1 must not be negative"},
+		{opts: Options{ExecutionProvider: "tensorrt", ProviderOptions: map[string]string{"device_id": "1"}}, wantErr: "set the GPU with device_id"},
+		{opts: Options{ProviderOptions: map[string]string{"trt_fp16_enable": "1"}}, wantErr: "not to cpu"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%+v", tt.opts), func(t *testing.T) {
@@ -319,8 +324,8 @@ func TestOptions(t *testing.T) {
 			}
 			if err == nil {
 				s.Close()
-				if tt.opts.ExecutionProvider == "cuda" {
-					t.Skip("this ONNX Runtime library has CUDA")
+				if IsGPU(tt.opts.ExecutionProvider) && strings.Contains(tt.wantErr, "is not available") {
+					t.Skip("this ONNX Runtime library has " + tt.opts.ExecutionProvider)
 				}
 				t.Fatalf("Open succeeded, want an error containing %q", tt.wantErr)
 			}

@@ -7,6 +7,7 @@ package ortrt
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -74,8 +75,14 @@ type Options struct {
 	// GraphOptimizationLevel is "disable", "basic", "extended" or "all";
 	// empty means "all".
 	GraphOptimizationLevel string
-	// ExecutionProvider is "cpu" or "cuda"; empty means "cpu".
+	// ExecutionProvider is "cpu", "cuda" or "tensorrt"; empty means "cpu".
+	// tensorrt also registers cuda, for the nodes TensorRT does not take.
 	ExecutionProvider string
+	// DeviceID is the GPU of the cuda and tensorrt providers.
+	DeviceID int
+	// ProviderOptions are extra options of the cuda or tensorrt provider,
+	// passed to ONNX Runtime as they are (device_id is set from DeviceID).
+	ProviderOptions map[string]string
 	// OutputNames selects the outputs Run computes, in the order Run
 	// returns them; empty means every output of the model, in model order.
 	OutputNames []string
@@ -88,8 +95,13 @@ func FromConfig(rt *predv1.RuntimeOptions) Options {
 		InterOpThreads:         int(rt.GetInterOpThreads()),
 		GraphOptimizationLevel: rt.GetGraphOptimizationLevel(),
 		ExecutionProvider:      rt.GetExecutionProvider(),
+		DeviceID:               int(rt.GetDeviceId()),
+		ProviderOptions:        rt.GetProviderOptions(),
 	}
 }
+
+// IsGPU reports whether the execution provider p runs on a GPU.
+func IsGPU(p string) bool { return p == "cuda" || p == "tensorrt" }
 
 // graphOptimizationLevels maps the configuration's names to ONNX Runtime's.
 var graphOptimizationLevels = map[string]ort.GraphOptimizationLevel{
@@ -135,24 +147,90 @@ func (r *Runtime) sessionOptions(o Options) (*ort.SessionOptions, error) {
 	}
 	switch o.ExecutionProvider {
 	case "", "cpu":
-	case "cuda":
-		cuda, err := ort.NewCUDAProviderOptions()
-		if err != nil {
-			return nil, r.cudaUnavailable(err)
+		if len(o.ProviderOptions) > 0 {
+			return nil, errors.New("provider options apply to the cuda and tensorrt execution providers, not to cpu")
 		}
-		defer cuda.Destroy()
-		if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
-			return nil, r.cudaUnavailable(err)
+	case "tensorrt":
+		if err := r.appendTensorRT(so, o); err != nil {
+			return nil, err
+		}
+		// TensorRT hands the nodes it cannot take to the next provider.
+		if err := r.appendCUDA(so, Options{DeviceID: o.DeviceID}); err != nil {
+			return nil, err
+		}
+	case "cuda":
+		if err := r.appendCUDA(so, o); err != nil {
+			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("unknown execution provider %q (want cpu or cuda)", o.ExecutionProvider)
+		return nil, fmt.Errorf("unknown execution provider %q (want cpu, cuda or tensorrt)", o.ExecutionProvider)
 	}
 	ok = true
 	return so, nil
 }
 
-func (r *Runtime) cudaUnavailable(err error) error {
-	return fmt.Errorf("execution provider cuda is not available with the ONNX Runtime library %q (it needs a GPU build of ONNX Runtime 1.24 with CUDA and cuDNN installed; set --ort-lib to one, or set runtime.execution_provider to \"cpu\"): %w", r.libPath, err)
+// providerOptions returns o's provider options with its device.
+func providerOptions(o Options) (map[string]string, error) {
+	if o.DeviceID < 0 {
+		return nil, fmt.Errorf("device_id %d must not be negative", o.DeviceID)
+	}
+	opts := map[string]string{"device_id": strconv.Itoa(o.DeviceID)}
+	for k, v := range o.ProviderOptions {
+		if k == "device_id" {
+			return nil, errors.New("set the GPU with device_id, not provider_options")
+		}
+		opts[k] = v
+	}
+	return opts, nil
+}
+
+func (r *Runtime) appendCUDA(so *ort.SessionOptions, o Options) error {
+	opts, err := providerOptions(o)
+	if err != nil {
+		return err
+	}
+	cuda, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return r.providerUnavailable("cuda", err)
+	}
+	defer cuda.Destroy()
+	if err := cuda.Update(opts); err != nil {
+		// Also how a CPU build fails: it lacks the provider's library.
+		return r.providerUnavailable("cuda", fmt.Errorf("set options %v: %w", opts, err))
+	}
+	if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
+		return r.providerUnavailable("cuda", err)
+	}
+	return nil
+}
+
+func (r *Runtime) appendTensorRT(so *ort.SessionOptions, o Options) error {
+	opts, err := providerOptions(o)
+	if err != nil {
+		return err
+	}
+	trt, err := ort.NewTensorRTProviderOptions()
+	if err != nil {
+		return r.providerUnavailable("tensorrt", err)
+	}
+	defer trt.Destroy()
+	if err := trt.Update(opts); err != nil {
+		// Also how a CPU build fails: it lacks the provider's library.
+		return r.providerUnavailable("tensorrt", fmt.Errorf("set options %v: %w", opts, err))
+	}
+	if err := so.AppendExecutionProviderTensorRT(trt); err != nil {
+		return r.providerUnavailable("tensorrt", err)
+	}
+	return nil
+}
+
+// providerUnavailable explains why a GPU execution provider failed.
+func (r *Runtime) providerUnavailable(provider string, err error) error {
+	needs := "CUDA 12 and cuDNN 9"
+	if provider == "tensorrt" {
+		needs += " and TensorRT 10"
+	}
+	return fmt.Errorf("execution provider %s is not available with the ONNX Runtime library %q (it needs a GPU build of ONNX Runtime 1.24 with %s installed; set --ort-lib to one, or set runtime.execution_provider to \"cpu\"): %w", provider, r.libPath, needs, err)
 }
 
 // addSession counts a new session, refusing if the runtime is closed.

@@ -397,26 +397,29 @@ func TestNoDynamicBatchingRunsOneByOne(t *testing.T) {
 func TestExecutionProviderFallback(t *testing.T) {
 	tests := []struct {
 		name      string
-		inConfig  bool // the config asks for cuda, else Options.ExecutionProvider does
+		provider  string
+		inConfig  bool // the config asks for provider, else Options.ExecutionProvider does
 		fallback  string
 		wantState State
 	}{
-		{"config asks, fallback to cpu", true, "", StateReady},
-		{"default asks, fallback to cpu", false, FallbackCPU, StateReady},
-		{"config asks, fail", true, FallbackFail, StateUnavailable},
-		{"default asks, fail", false, FallbackFail, StateUnavailable},
+		{"config asks, fallback to cpu", "cuda", true, "", StateReady},
+		{"default asks, fallback to cpu", "cuda", false, FallbackCPU, StateReady},
+		{"config asks, fail", "cuda", true, FallbackFail, StateUnavailable},
+		{"default asks, fail", "cuda", false, FallbackFail, StateUnavailable},
+		{"tensorrt, fallback to cpu", "tensorrt", true, "", StateReady},
+		{"tensorrt, fail", "tensorrt", false, FallbackFail, StateUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			repo := t.TempDir()
 			writeModel(t, repo, "colors", func(c *predv1.ModelConfig) {
 				if tt.inConfig {
-					c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "cuda", IntraOpThreads: 1}
+					c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: tt.provider, IntraOpThreads: 1, DeviceId: 0, ProviderOptions: map[string]string{"gpu_mem_limit": "1073741824"}}
 				}
 			}, "1")
 			o := Options{CUDAFallback: tt.fallback}
 			if !tt.inConfig {
-				o.ExecutionProvider = "cuda"
+				o.ExecutionProvider = tt.provider
 			}
 			f := loadWith(t, repo, o)
 			got := f.reg.List()
@@ -429,7 +432,7 @@ func TestExecutionProviderFallback(t *testing.T) {
 			if got[0].State != tt.wantState {
 				t.Fatalf("state = %+v, want %v", got[0], tt.wantState)
 			}
-			warned := f.logs.FilterMessageSnippet("execution provider cuda is not available").Len()
+			warned := f.logs.FilterMessageSnippet("execution provider " + tt.provider + " is not available").Len()
 			if tt.wantState == StateReady {
 				if warned != 1 {
 					t.Errorf("%d fallback warnings, want 1", warned)
@@ -439,8 +442,8 @@ func TestExecutionProviderFallback(t *testing.T) {
 				if err != nil || label(v, outs[0])[0] != "red" {
 					t.Errorf("Predict on the CPU fallback: %v", err)
 				}
-			} else if !strings.Contains(got[0].Reason, "cuda") {
-				t.Errorf("reason %q does not name cuda", got[0].Reason)
+			} else if !strings.Contains(got[0].Reason, "execution provider "+tt.provider) {
+				t.Errorf("reason %q does not name %s", got[0].Reason, tt.provider)
 			}
 		})
 	}

@@ -50,8 +50,8 @@ const (
 	StateUnavailable State = "UNAVAILABLE"
 )
 
-// What to do when a model asks for the CUDA execution provider and ONNX
-// Runtime cannot provide it (Options.CUDAFallback).
+// What to do when a model asks for a GPU execution provider (cuda or
+// tensorrt) and ONNX Runtime cannot provide it (Options.CUDAFallback).
 const (
 	// FallbackCPU logs a warning and runs the model on the CPU.
 	FallbackCPU = "cpu"
@@ -77,7 +77,8 @@ type Options struct {
 	// Metrics receives the per model version metrics; nil keeps them
 	// unexported.
 	Metrics *metrics.Metrics
-	// ExecutionProvider is the execution provider ("cpu" or "cuda") of
+	// ExecutionProvider is the execution provider ("cpu", "cuda" or
+	// "tensorrt") of
 	// models whose runtime options name none; empty means "cpu".
 	ExecutionProvider string
 	// CUDAFallback is FallbackCPU (the default when empty) or FallbackFail.
@@ -710,12 +711,12 @@ func (r *Registry) open(v *Version) (*ortrt.Session, error) {
 		opts.OutputNames = append(opts.OutputNames, o.GetName())
 	}
 	sess, err := r.rt.Open(v.path, opts)
-	if err != nil && opts.ExecutionProvider == "cuda" && r.opts.CUDAFallback != FallbackFail {
-		cudaErr := err
-		opts.ExecutionProvider = "cpu"
+	if err != nil && ortrt.IsGPU(opts.ExecutionProvider) && r.opts.CUDAFallback != FallbackFail {
+		gpuErr, provider := err, opts.ExecutionProvider
+		opts.ExecutionProvider, opts.DeviceID, opts.ProviderOptions = "cpu", 0, nil
 		if sess, err = r.rt.Open(v.path, opts); err == nil {
-			r.log.Warn("execution provider cuda is not available; the model version runs on the CPU (--cuda-fallback=cpu)",
-				zap.String("model", v.Model.Name), zap.Int64("version", v.Number), zap.String("cuda_error", cudaErr.Error()))
+			r.log.Warn("execution provider "+provider+" is not available; the model version runs on the CPU (--cuda-fallback=cpu)",
+				zap.String("model", v.Model.Name), zap.Int64("version", v.Number), zap.String("provider_error", gpuErr.Error()))
 		}
 	}
 	if err != nil {

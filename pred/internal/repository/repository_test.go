@@ -400,6 +400,16 @@ func TestValidate(t *testing.T) {
 		}, wantErr: "preferred_batch_size 16 is outside"},
 		{name: "optimization level", edit: func(c *cfg) { c.Runtime = &predv1.RuntimeOptions{GraphOptimizationLevel: "max"} }, wantErr: `graph_optimization_level "max"`},
 		{name: "provider", edit: func(c *cfg) { c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "tpu"} }, wantErr: `execution_provider "tpu"`},
+		{name: "tensorrt", edit: func(c *cfg) {
+			c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "tensorrt", DeviceId: 1, ProviderOptions: map[string]string{"trt_fp16_enable": "1"}}
+		}},
+		{name: "negative device", edit: func(c *cfg) { c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "cuda", DeviceId: -1} }, wantErr: "device_id -1"},
+		{name: "provider options on cpu", edit: func(c *cfg) {
+			c.Runtime = &predv1.RuntimeOptions{ProviderOptions: map[string]string{"trt_fp16_enable": "1"}}
+		}, wantErr: "provider_options need runtime.execution_provider cuda or tensorrt"},
+		{name: "device in provider options", edit: func(c *cfg) {
+			c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "cuda", ProviderOptions: map[string]string{"device_id": "1"}}
+		}, wantErr: "set the GPU with runtime.device_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

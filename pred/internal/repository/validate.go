@@ -23,7 +23,7 @@ const MaxBatchSizeLimit = 1024
 // config.proto).
 var (
 	graphOptimizationLevels = []string{"", "disable", "basic", "extended", "all"}
-	executionProviders      = []string{"", "cpu", "cuda"}
+	executionProviders      = []string{"", "cpu", "cuda", "tensorrt"}
 )
 
 // problems collects every problem of a configuration, so that one error
@@ -262,6 +262,18 @@ func validateRuntime(p *problems, rt *predv1.RuntimeOptions) {
 		p.addf("runtime.graph_optimization_level %q is not one of disable, basic, extended, all", rt.GetGraphOptimizationLevel())
 	}
 	if !slices.Contains(executionProviders, rt.GetExecutionProvider()) {
-		p.addf("runtime.execution_provider %q is not one of cpu, cuda", rt.GetExecutionProvider())
+		p.addf("runtime.execution_provider %q is not one of cpu, cuda, tensorrt", rt.GetExecutionProvider())
+	}
+	if rt.GetDeviceId() < 0 {
+		p.addf("runtime.device_id %d must not be negative", rt.GetDeviceId())
+	}
+	if len(rt.GetProviderOptions()) > 0 && (rt.GetExecutionProvider() == "" || rt.GetExecutionProvider() == "cpu") {
+		// An empty provider may become a GPU one through pred's
+		// --execution-provider, but options written for one GPU provider
+		// are not options of the CPU: name the provider they are for.
+		p.addf("runtime.provider_options need runtime.execution_provider cuda or tensorrt")
+	}
+	if _, ok := rt.GetProviderOptions()["device_id"]; ok {
+		p.addf("runtime.provider_options: set the GPU with runtime.device_id")
 	}
 }

@@ -440,10 +440,19 @@ type RuntimeOptions struct {
 	InterOpThreads int32                  `protobuf:"varint,2,opt,name=inter_op_threads,json=interOpThreads,proto3" json:"inter_op_threads,omitempty"`
 	// graph_optimization_level: "disable", "basic", "extended" or "all" (default).
 	GraphOptimizationLevel string `protobuf:"bytes,3,opt,name=graph_optimization_level,json=graphOptimizationLevel,proto3" json:"graph_optimization_level,omitempty"`
-	// execution_provider: "cpu" (default) or "cuda".
+	// execution_provider: "cpu" (default), "cuda" or "tensorrt" (TensorRT,
+	// with CUDA for the nodes TensorRT does not take). The GPU providers
+	// need a GPU build of ONNX Runtime.
 	ExecutionProvider string `protobuf:"bytes,4,opt,name=execution_provider,json=executionProvider,proto3" json:"execution_provider,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// device_id is the GPU that cuda and tensorrt run on (default 0).
+	DeviceId int32 `protobuf:"varint,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// provider_options are passed to the cuda or tensorrt execution provider
+	// as they are, e.g. {key: "trt_fp16_enable" value: "1"} or
+	// {key: "cudnn_conv_algo_search" value: "HEURISTIC"}; ONNX Runtime
+	// documents the keys. Not allowed with cpu.
+	ProviderOptions map[string]string `protobuf:"bytes,6,rep,name=provider_options,json=providerOptions,proto3" json:"provider_options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RuntimeOptions) Reset() {
@@ -502,6 +511,20 @@ func (x *RuntimeOptions) GetExecutionProvider() string {
 		return x.ExecutionProvider
 	}
 	return ""
+}
+
+func (x *RuntimeOptions) GetDeviceId() int32 {
+	if x != nil {
+		return x.DeviceId
+	}
+	return 0
+}
+
+func (x *RuntimeOptions) GetProviderOptions() map[string]string {
+	if x != nil {
+		return x.ProviderOptions
+	}
+	return nil
 }
 
 type VersionPolicy_Latest struct {
@@ -668,12 +691,17 @@ const file_prepred_pred_v1_config_proto_rawDesc = "" +
 	"\x0fDynamicBatching\x12?\n" +
 	"\x1cmax_queue_delay_microseconds\x18\x01 \x01(\x04R\x19maxQueueDelayMicroseconds\x120\n" +
 	"\x14preferred_batch_size\x18\x02 \x03(\x05R\x12preferredBatchSize\x12$\n" +
-	"\x0emax_queue_size\x18\x03 \x01(\x05R\fmaxQueueSize\"\xcd\x01\n" +
+	"\x0emax_queue_size\x18\x03 \x01(\x05R\fmaxQueueSize\"\x8f\x03\n" +
 	"\x0eRuntimeOptions\x12(\n" +
 	"\x10intra_op_threads\x18\x01 \x01(\x05R\x0eintraOpThreads\x12(\n" +
 	"\x10inter_op_threads\x18\x02 \x01(\x05R\x0einterOpThreads\x128\n" +
 	"\x18graph_optimization_level\x18\x03 \x01(\tR\x16graphOptimizationLevel\x12-\n" +
-	"\x12execution_provider\x18\x04 \x01(\tR\x11executionProvider*`\n" +
+	"\x12execution_provider\x18\x04 \x01(\tR\x11executionProvider\x12\x1b\n" +
+	"\tdevice_id\x18\x05 \x01(\x05R\bdeviceId\x12_\n" +
+	"\x10provider_options\x18\x06 \x03(\v24.prepred.pred.v1.RuntimeOptions.ProviderOptionsEntryR\x0fproviderOptions\x1aB\n" +
+	"\x14ProviderOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*`\n" +
 	"\n" +
 	"OutputKind\x12\x1b\n" +
 	"\x17OUTPUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -693,7 +721,7 @@ func file_prepred_pred_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_prepred_pred_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_prepred_pred_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_prepred_pred_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_prepred_pred_v1_config_proto_goTypes = []any{
 	(OutputKind)(0),                // 0: prepred.pred.v1.OutputKind
 	(*ModelConfig)(nil),            // 1: prepred.pred.v1.ModelConfig
@@ -704,26 +732,28 @@ var file_prepred_pred_v1_config_proto_goTypes = []any{
 	(*VersionPolicy_Latest)(nil),   // 6: prepred.pred.v1.VersionPolicy.Latest
 	(*VersionPolicy_All)(nil),      // 7: prepred.pred.v1.VersionPolicy.All
 	(*VersionPolicy_Specific)(nil), // 8: prepred.pred.v1.VersionPolicy.Specific
-	(*PreprocessSpec)(nil),         // 9: prepred.pred.v1.PreprocessSpec
-	(DataType)(0),                  // 10: prepred.pred.v1.DataType
+	nil,                            // 9: prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
+	(*PreprocessSpec)(nil),         // 10: prepred.pred.v1.PreprocessSpec
+	(DataType)(0),                  // 11: prepred.pred.v1.DataType
 }
 var file_prepred_pred_v1_config_proto_depIdxs = []int32{
 	2,  // 0: prepred.pred.v1.ModelConfig.inputs:type_name -> prepred.pred.v1.TensorSpec
 	2,  // 1: prepred.pred.v1.ModelConfig.outputs:type_name -> prepred.pred.v1.TensorSpec
-	9,  // 2: prepred.pred.v1.ModelConfig.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
+	10, // 2: prepred.pred.v1.ModelConfig.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
 	3,  // 3: prepred.pred.v1.ModelConfig.version_policy:type_name -> prepred.pred.v1.VersionPolicy
 	4,  // 4: prepred.pred.v1.ModelConfig.dynamic_batching:type_name -> prepred.pred.v1.DynamicBatching
 	5,  // 5: prepred.pred.v1.ModelConfig.runtime:type_name -> prepred.pred.v1.RuntimeOptions
 	0,  // 6: prepred.pred.v1.ModelConfig.output_kind:type_name -> prepred.pred.v1.OutputKind
-	10, // 7: prepred.pred.v1.TensorSpec.dtype:type_name -> prepred.pred.v1.DataType
+	11, // 7: prepred.pred.v1.TensorSpec.dtype:type_name -> prepred.pred.v1.DataType
 	6,  // 8: prepred.pred.v1.VersionPolicy.latest:type_name -> prepred.pred.v1.VersionPolicy.Latest
 	7,  // 9: prepred.pred.v1.VersionPolicy.all:type_name -> prepred.pred.v1.VersionPolicy.All
 	8,  // 10: prepred.pred.v1.VersionPolicy.specific:type_name -> prepred.pred.v1.VersionPolicy.Specific
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 11: prepred.pred.v1.RuntimeOptions.provider_options:type_name -> prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_prepred_pred_v1_config_proto_init() }
@@ -743,7 +773,7 @@ func file_prepred_pred_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_prepred_pred_v1_config_proto_rawDesc), len(file_prepred_pred_v1_config_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
