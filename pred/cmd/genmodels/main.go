@@ -1,6 +1,7 @@
 // Command genmodels writes the generated models of the model repository.
 //
 //	genmodels -out models [-model name]... [-force]
+//	genmodels -out models -test-model identity_string   (element-type test models)
 package main
 
 import (

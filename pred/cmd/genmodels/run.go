@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prepred/prepred/pred/internal/testmodels"
 	"github.com/prepred/prepred/pred/modelgen"
 )
 
@@ -22,8 +23,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		"model repository directory to write to (env PRED_MODEL_REPOSITORY)")
 	force := fs.Bool("force", false, "regenerate models that are already complete")
 	inspectPath := fs.String("inspect", "", "print the inputs and outputs of this ONNX file and exit")
-	var models modelList
+	var models, testModels modelList
 	fs.Var(&models, "model", "model to generate, repeatable (default: all of "+strings.Join(modelgen.Names(), ", ")+")")
+	fs.Var(&testModels, "test-model", "write this element-type test model instead, repeatable: "+strings.Join(testmodels.Names(), ", "))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,6 +37,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	if *inspectPath != "" {
 		return inspect(stdout, *inspectPath)
+	}
+	if len(testModels) > 0 {
+		if len(models) > 0 {
+			return fmt.Errorf("-model and -test-model do not go together")
+		}
+		if err := testmodels.Write(*out, testModels...); err != nil {
+			return err
+		}
+		for _, name := range testModels {
+			fmt.Fprintf(stdout, "wrote     %s\n", filepath.Join(*out, name))
+		}
+		return nil
 	}
 
 	start := time.Now()

@@ -67,6 +67,8 @@ func TestRunRejectsBadArguments(t *testing.T) {
 		{"-out", dir, "extra"},
 		{"-no-such-flag"},
 		{"-inspect", filepath.Join(dir, "missing.onnx")},
+		{"-out", dir, "-test-model", "nonexistent"},
+		{"-out", dir, "-test-model", "identity_string", "-model", "colors"},
 	} {
 		var out bytes.Buffer
 		if err := run(t.Context(), args, noEnv, &out); err == nil {
@@ -130,5 +132,21 @@ func TestInspect(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"-inspect", path}, noEnv, &out); err == nil {
 		t.Error("inspect accepted a file that is not ONNX")
+	}
+}
+
+func TestRunWritesTestModels(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"-out", dir, "-test-model", "identity_string"}, noEnv, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for _, f := range []string{"config.pbtxt", filepath.Join("1", "model.onnx")} {
+		if _, err := os.Stat(filepath.Join(dir, "identity_string", f)); err != nil {
+			t.Errorf("identity_string/%s: %v", f, err)
+		}
+	}
+	if !strings.Contains(out.String(), "identity_string") {
+		t.Errorf("output does not name the model:\n%s", out.String())
 	}
 }

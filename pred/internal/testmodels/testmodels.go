@@ -106,6 +106,11 @@ func Samples() []Sample {
 	}
 }
 
+// Names returns the names of every model Write writes.
+func Names() []string {
+	return append([]string{DTypes, DynamicFP16}, IdentityModels()...)
+}
+
 // Write writes the named models (DTypes, DynamicFP16, the Identity
 // models) into the model repository repo, as version 1.
 func Write(repo string, names ...string) error {
