@@ -16,14 +16,14 @@ const ServerName = "prepred-pred"
 // binary tensor data.
 var Extensions = []string{"binary_tensor_data"}
 
-// Datatype names of the Open Inference Protocol's tensor data types
-// that need special treatment.
-const (
-	bytesType = "BYTES"
-	bf16Type  = "BF16"
-)
+// bf16Type is the name of the Open Inference Protocol's bfloat16 type,
+// which pred does not serve.
+const bf16Type = "BF16"
 
 // dataTypes pairs the protocol's datatype names with pred's element types.
+// BYTES is the protocol's string type: its serialization (per element a
+// 4-byte little-endian length, then that many bytes) is also the Data of
+// pred's STRING tensors, so BYTES data needs no conversion either way.
 var dataTypes = []struct {
 	name string
 	pred predv1.DataType
@@ -40,6 +40,7 @@ var dataTypes = []struct {
 	{"FP16", predv1.DataType_DATA_TYPE_FLOAT16},
 	{"FP32", predv1.DataType_DATA_TYPE_FLOAT32},
 	{"FP64", predv1.DataType_DATA_TYPE_FLOAT64},
+	{"BYTES", predv1.DataType_DATA_TYPE_STRING},
 }
 
 // DataTypeName returns the protocol's name of d ("FP32", "INT64", ...), or
@@ -54,8 +55,8 @@ func DataTypeName(d predv1.DataType) string {
 }
 
 // ParseDataType returns pred's element type for the protocol's datatype
-// name. BYTES (strings) and BF16 are protocol types that pred does not
-// serve; they and unknown names are InvalidArgument errors.
+// name. BF16 is a protocol type that pred does not serve; it and unknown
+// names are InvalidArgument errors.
 func ParseDataType(name string) (predv1.DataType, error) {
 	for _, t := range dataTypes {
 		if t.name == name {
@@ -63,14 +64,12 @@ func ParseDataType(name string) (predv1.DataType, error) {
 		}
 	}
 	switch name {
-	case bytesType:
-		return 0, status.Error(codes.InvalidArgument, "datatype BYTES: string tensors are not supported (pred serves models whose inputs are numeric or BOOL tensors)")
 	case bf16Type:
 		return 0, status.Error(codes.InvalidArgument, "datatype BF16 is not supported")
 	case "":
 		return 0, status.Error(codes.InvalidArgument, "datatype is missing")
 	}
-	return 0, status.Errorf(codes.InvalidArgument, "unknown datatype %q (want BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32 or FP64)", name)
+	return 0, status.Errorf(codes.InvalidArgument, "unknown datatype %q (want BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64 or BYTES)", name)
 }
 
 // ServerVersion returns pred's version for ServerMetadata: the main

@@ -22,7 +22,8 @@ import (
 var clientErrors = []codes.Code{codes.OK, codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.Unavailable}
 
 // fuzzSeeds are real requests: what Triton's clients send, raw and typed,
-// to the image model and to the models of every element type.
+// to the image model and to the models of every element type, and BYTES
+// requests at the edges of the BYTES serialization.
 func fuzzSeeds(t testing.TB) []*inferencepb.ModelInferRequest {
 	seeds := []*inferencepb.ModelInferRequest{colorsRequest(t, [3]uint8{255, 0, 0}, [3]uint8{0, 0, 9})}
 	typed := colorsRequest(t, [3]uint8{1, 2, 3})
@@ -46,13 +47,38 @@ func fuzzSeeds(t testing.TB) []*inferencepb.ModelInferRequest {
 			Contents: &inferencepb.InferTensorContents{IntContents: []int32{-128, 5, 127}}}},
 		Parameters: map[string]*inferencepb.InferParameter{"spec_fingerprint": {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: ""}}},
 	})
-	return seeds
+	return append(seeds, bytesSeeds()...)
+}
+
+// bytesSeeds are BYTES requests to the string identity model: typed, raw
+// over two rows, and raw whose serialization is cut short, has a length
+// past the end, or carries a NUL byte.
+func bytesSeeds() []*inferencepb.ModelInferRequest {
+	const model = "identity_string"
+	req := func(shape []int64, raw []byte, c *inferencepb.InferTensorContents) *inferencepb.ModelInferRequest {
+		r := &inferencepb.ModelInferRequest{
+			ModelName: model,
+			Inputs:    []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "BYTES", Shape: shape, Contents: c}},
+		}
+		if c == nil {
+			r.RawInputContents = [][]byte{raw}
+		}
+		return r
+	}
+	two := tensor.FromStrings([]string{"a", "", "bc", "日本", "d\xffe", "fffffffff"})
+	return []*inferencepb.ModelInferRequest{
+		req([]int64{1, 3}, nil, &inferencepb.InferTensorContents{BytesContents: [][]byte{[]byte("x"), nil, []byte("yz")}}),
+		req([]int64{2, 3}, two, nil),
+		req([]int64{2, 3}, two[:len(two)-3], nil),
+		req([]int64{1, 3}, []byte{0xff, 0xff, 0xff, 0x7f, 'a'}, nil),
+		req([]int64{1, 3}, tensor.FromStrings([]string{"a\x00b", "", ""}), nil),
+	}
 }
 
 // FuzzModelInfer sends arbitrary ModelInfer requests through decoding,
 // validation and, when they pass, ONNX Runtime. Every request must end in
 // a client error or in outputs that match their declared datatype and
-// shape.
+// shape (for BYTES, well-formed serialization of as many elements).
 func FuzzModelInfer(f *testing.F) {
 	for _, req := range fuzzSeeds(f) {
 		b, err := proto.Marshal(req)
@@ -85,9 +111,8 @@ func FuzzModelInfer(f *testing.F) {
 			if err != nil {
 				t.Fatalf("output %q: %v", o.GetName(), err)
 			}
-			size, err := tensor.ByteSize(dt, o.GetShape())
-			if err != nil || size != int64(len(resp.GetRawOutputContents()[i])) {
-				t.Fatalf("output %q: %d bytes for %s %v (%v)", o.GetName(), len(resp.GetRawOutputContents()[i]), o.GetDatatype(), o.GetShape(), err)
+			if err := tensor.CheckData(dt, o.GetShape(), resp.GetRawOutputContents()[i]); err != nil {
+				t.Fatalf("output %q: %d bytes for %s %v: %v", o.GetName(), len(resp.GetRawOutputContents()[i]), o.GetDatatype(), o.GetShape(), err)
 			}
 		}
 	})

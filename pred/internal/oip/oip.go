@@ -8,6 +8,12 @@
 // metadata when the model batches), as in pred's native API. ModelInfer
 // accepts inputs either all in raw_input_contents or all in typed
 // contents, and answers with raw_output_contents, as Triton does.
+//
+// String tensors are the protocol's BYTES datatype, pred's DATA_TYPE_STRING.
+// Their raw contents, in requests and responses alike, are the protocol's
+// BYTES serialization: per element a 4-byte little-endian length, then that
+// many bytes. Typed BYTES inputs come in contents.bytes_contents, one entry
+// per element.
 package oip
 
 import (
@@ -144,8 +150,9 @@ func (s *Service) ModelInfer(ctx context.Context, req *inferencepb.ModelInferReq
 
 // DecodeRequest turns a ModelInferRequest into an inference request,
 // checking everything the protocol itself defines: the version string,
-// datatypes, and that the data of each input matches its shape. Raw
-// input bytes are used in place, not copied.
+// datatypes, and that the data of each input matches its shape (for BYTES,
+// that it is well-formed BYTES serialization of as many elements as the
+// shape has). Raw input bytes are used in place, not copied.
 func DecodeRequest(req *inferencepb.ModelInferRequest) (infer.Request, error) {
 	version, err := infer.ParseVersion(req.GetModelVersion())
 	if err != nil {
@@ -177,7 +184,7 @@ func DecodeRequest(req *inferencepb.ModelInferRequest) (infer.Request, error) {
 		if err != nil {
 			return infer.Request{}, status.Errorf(codes.InvalidArgument, "%s: %s", where, status.Convert(err).Message())
 		}
-		size, err := tensor.ByteSize(dtype, in.GetShape())
+		n, err := tensor.ElementCount(in.GetShape())
 		if err != nil {
 			return infer.Request{}, status.Errorf(codes.InvalidArgument, "%s: shape %v: %v", where, in.GetShape(), err)
 		}
@@ -187,12 +194,10 @@ func DecodeRequest(req *inferencepb.ModelInferRequest) (infer.Request, error) {
 				return infer.Request{}, status.Errorf(codes.InvalidArgument, "%s has contents, but the request uses raw_input_contents; use one or the other for all inputs", where)
 			}
 			data = raw[i]
-			if int64(len(data)) != size {
-				return infer.Request{}, status.Errorf(codes.InvalidArgument, "%s: raw_input_contents[%d] has %d bytes; shape %v of %s needs %d",
-					where, i, len(data), in.GetShape(), in.GetDatatype(), size)
+			if err := checkRaw(in, dtype, n, data); err != nil {
+				return infer.Request{}, status.Errorf(codes.InvalidArgument, "%s: raw_input_contents[%d] %v", where, i, err)
 			}
 		} else {
-			n := size / int64(tensor.ElementSize(dtype))
 			if data, err = DecodeContents(in.GetDatatype(), dtype, in.GetContents(), n); err != nil {
 				return infer.Request{}, status.Errorf(codes.InvalidArgument, "%s: %v", where, err)
 			}
@@ -210,10 +215,30 @@ func DecodeRequest(req *inferencepb.ModelInferRequest) (infer.Request, error) {
 	return ireq, nil
 }
 
+// checkRaw checks that data, the raw contents of input in, holds exactly
+// the n elements of its shape: for a fixed-size dtype, by its length; for
+// BYTES, by decoding every element's length prefix. The error completes a
+// sentence that starts with the input and its raw_input_contents index.
+func checkRaw(in *inferencepb.ModelInferRequest_InferInputTensor, dtype predv1.DataType, n int64, data []byte) error {
+	if tensor.IsString(dtype) {
+		if _, err := tensor.Strings(data, n); err != nil {
+			return fmt.Errorf("(%d bytes) is not the BYTES serialization of shape %v (per element a 4-byte little-endian length, then its bytes): %v",
+				len(data), in.GetShape(), err)
+		}
+		return nil
+	}
+	if size := n * int64(tensor.ElementSize(dtype)); int64(len(data)) != size {
+		return fmt.Errorf("has %d bytes; shape %v of %s needs %d", len(data), in.GetShape(), in.GetDatatype(), size)
+	}
+	return nil
+}
+
 // DecodeContents encodes the typed contents of a tensor of n elements of
 // dtype (named name in the protocol) as raw bytes. The protocol's field for
 // the type must hold exactly n values and every other field none; values
-// must fit the type (an INT8 element in int_contents is -128..127).
+// must fit the type (an INT8 element in int_contents is -128..127). BYTES
+// elements, one per entry of bytes_contents, are encoded in the BYTES
+// serialization; n must not exceed tensor.MaxStringElements.
 func DecodeContents(name string, dtype predv1.DataType, c *inferencepb.InferTensorContents, n int64) ([]byte, error) {
 	fields := []struct {
 		name string
@@ -244,6 +269,13 @@ func DecodeContents(name string, dtype predv1.DataType, c *inferencepb.InferTens
 		want = "fp32_contents"
 	case predv1.DataType_DATA_TYPE_FLOAT64:
 		want = "fp64_contents"
+	case predv1.DataType_DATA_TYPE_STRING:
+		// Checked before any element is encoded: protobuf has already
+		// decoded the entries, but encoding them would double the memory.
+		if n > tensor.MaxStringElements {
+			return nil, fmt.Errorf("shape has %d elements; a %s tensor holds at most %d", n, name, tensor.MaxStringElements)
+		}
+		want = "bytes_contents"
 	case predv1.DataType_DATA_TYPE_FLOAT16:
 		return nil, fmt.Errorf("datatype FP16 has no typed contents field; send its bytes in raw_input_contents")
 	default:
@@ -275,6 +307,8 @@ func DecodeContents(name string, dtype predv1.DataType, c *inferencepb.InferTens
 		return tensor.FromInts(dtype, c.GetUint64Contents())
 	case "fp32_contents":
 		return tensor.FromFloats(dtype, c.GetFp32Contents())
+	case "bytes_contents":
+		return tensor.FromStrings(c.GetBytesContents()), nil
 	default:
 		return tensor.FromFloats(dtype, c.GetFp64Contents())
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prepred/prepred/pred/internal/grpcserver"
 	"github.com/prepred/prepred/pred/internal/infertest"
 	"github.com/prepred/prepred/pred/internal/oip"
+	"github.com/prepred/prepred/pred/internal/tensor"
 	"github.com/prepred/prepred/pred/internal/testmodels"
 	"github.com/prepred/prepred/pred/predtest"
 )
@@ -104,9 +105,12 @@ func TestModelMetadata(t *testing.T) {
 	}
 	wantInputs := []string{"fp32:FP32:[-1 3]", "fp16:FP16:[-1 3]", "fp64:FP64:[-1 3]", "int8:INT8:[-1 3]", "int16:INT16:[-1 3]",
 		"int32:INT32:[-1 3]", "int64:INT64:[-1 3]", "uint8:UINT8:[-1 3]", "uint16:UINT16:[-1 3]", "uint32:UINT32:[-1 3]",
-		"uint64:UINT64:[-1 3]", "bool:BOOL:[-1 3]"}
+		"uint64:UINT64:[-1 3]", "bool:BOOL:[-1 3]", "string:BYTES:[-1 3]"}
 	if !slices.Equal(got, wantInputs) {
 		t.Errorf("dtypes inputs = %v, want %v", got, wantInputs)
+	}
+	if outs := md.GetOutputs(); len(outs) != len(wantInputs) || outs[len(outs)-1].GetName() != "string_out" || outs[len(outs)-1].GetDatatype() != "BYTES" {
+		t.Errorf("dtypes outputs = %v, want the last one string_out of BYTES", outs)
 	}
 
 	tests := []struct {
@@ -285,6 +289,8 @@ func typedContents(t *testing.T, s testmodels.Sample) *inferencepb.InferTensorCo
 		c.Uint64Contents = []uint64{0, 4, math.MaxUint64}
 	case "bool":
 		c.BoolContents = []bool{true, false, true}
+	case "string":
+		c.BytesContents = [][]byte{[]byte(""), []byte("héllo"), []byte("日本 text")}
 	default:
 		err = fmt.Errorf("no typed values for %s", s.Name)
 	}
@@ -332,7 +338,13 @@ func TestModelInferErrors(t *testing.T) {
 			r.Inputs[0].Datatype = "FP64"
 			r.RawInputContents[0] = append(r.RawInputContents[0], r.RawInputContents[0]...)
 		}, codes.InvalidArgument, "dtype is DATA_TYPE_FLOAT64, model \"colors\" expects DATA_TYPE_FLOAT32"},
-		{"bytes", func(r *inferencepb.ModelInferRequest) { r.Inputs[0].Datatype = "BYTES" }, codes.InvalidArgument, "string tensors are not supported"},
+		{"bytes for fp32", func(r *inferencepb.ModelInferRequest) {
+			r.Inputs[0].Datatype = "BYTES"
+			r.RawInputContents[0] = tensor.FromStrings(make([]string, 3*32*32))
+		}, codes.InvalidArgument, `dtype is DATA_TYPE_STRING, model "colors" expects DATA_TYPE_FLOAT32`},
+		{"fp32 bytes as BYTES", func(r *inferencepb.ModelInferRequest) { r.Inputs[0].Datatype = "BYTES" }, codes.InvalidArgument,
+			`input "input": raw_input_contents[0] (12288 bytes) is not the BYTES serialization of shape [1 3 32 32]`},
+		{"bf16", func(r *inferencepb.ModelInferRequest) { r.Inputs[0].Datatype = "BF16" }, codes.InvalidArgument, "datatype BF16 is not supported"},
 		{"unknown datatype", func(r *inferencepb.ModelInferRequest) { r.Inputs[0].Datatype = "FLOAT" }, codes.InvalidArgument, `unknown datatype "FLOAT"`},
 		{"short raw", func(r *inferencepb.ModelInferRequest) { r.RawInputContents[0] = r.RawInputContents[0][1:] }, codes.InvalidArgument, "raw_input_contents[0] has 12287 bytes; shape [1 3 32 32] of FP32 needs 12288"},
 		{"raw count", func(r *inferencepb.ModelInferRequest) {

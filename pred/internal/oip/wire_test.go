@@ -1,6 +1,8 @@
 package oip_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
@@ -122,4 +124,73 @@ func walk(b []byte, fn func(protowire.Number, []byte)) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// TestWireCompatibilityBytes sends BYTES inputs encoded by hand as Triton's
+// clients encode them, typed (contents.bytes_contents) and raw (each
+// element a 4-byte little-endian length and its bytes, built here without
+// pred's tensor package), and checks that the response names the output's
+// datatype BYTES and carries the strings in that same serialization.
+func TestWireCompatibilityBytes(t *testing.T) {
+	_, conn := client(t)
+	vals := []string{"", "héllo", "日本 text"}
+	var serialized []byte
+	for _, v := range vals {
+		serialized = binary.LittleEndian.AppendUint32(serialized, uint32(len(v)))
+		serialized = append(serialized, v...)
+	}
+
+	var contents []byte
+	for _, v := range vals {
+		contents = protowire.AppendTag(contents, 8, protowire.BytesType) // bytes_contents
+		contents = protowire.AppendString(contents, v)
+	}
+	input := func(typed bool) []byte {
+		var in []byte
+		in = protowire.AppendTag(in, 1, protowire.BytesType) // name
+		in = protowire.AppendString(in, "x")
+		in = protowire.AppendTag(in, 2, protowire.BytesType) // datatype
+		in = protowire.AppendString(in, "BYTES")
+		in = protowire.AppendTag(in, 3, protowire.BytesType) // shape, packed
+		in = protowire.AppendBytes(in, protowire.AppendVarint(protowire.AppendVarint(nil, 1), 3))
+		if typed {
+			in = protowire.AppendTag(in, 5, protowire.BytesType) // contents
+			in = protowire.AppendBytes(in, contents)
+		}
+		return in
+	}
+	for name, typed := range map[string]bool{"typed": true, "raw": false} {
+		t.Run(name, func(t *testing.T) {
+			var req []byte
+			req = protowire.AppendTag(req, 1, protowire.BytesType) // model_name
+			req = protowire.AppendString(req, "identity_string")
+			req = protowire.AppendTag(req, 5, protowire.BytesType) // inputs
+			req = protowire.AppendBytes(req, input(typed))
+			if !typed {
+				req = protowire.AppendTag(req, 7, protowire.BytesType) // raw_input_contents
+				req = protowire.AppendBytes(req, serialized)
+			}
+			var resp []byte
+			if err := conn.Invoke(ctx(t), "/inference.GRPCInferenceService/ModelInfer", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+				t.Fatalf("ModelInfer: %v", err)
+			}
+			got := map[protowire.Number][][]byte{}
+			if err := walk(resp, func(n protowire.Number, v []byte) { got[n] = append(got[n], v) }); err != nil {
+				t.Fatal(err)
+			}
+			if len(got[5]) != 1 || len(got[6]) != 1 {
+				t.Fatalf("outputs (5): %d, raw_output_contents (6): %d; want 1 each", len(got[5]), len(got[6]))
+			}
+			out := map[protowire.Number][]byte{}
+			if err := walk(got[5][0], func(n protowire.Number, v []byte) { out[n] = v }); err != nil {
+				t.Fatal(err)
+			}
+			if string(out[1]) != "y" || string(out[2]) != "BYTES" {
+				t.Errorf("output tensor: name %q datatype %q", out[1], out[2])
+			}
+			if !bytes.Equal(got[6][0], serialized) {
+				t.Errorf("raw_output_contents = %q, want %q", got[6][0], serialized)
+			}
+		})
+	}
 }

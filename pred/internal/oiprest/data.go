@@ -30,18 +30,32 @@ const minJSONBytesPerValue = 2
 
 // decodeData parses the JSON data of a tensor of n elements of type d,
 // flat or nested in arrays (the nesting is not checked against the shape,
-// as Triton does not), into raw little-endian bytes. n is bounded by
-// tensor.MaxElements; the buffer is allocated only once the JSON is known
-// to be long enough to hold n values.
+// as Triton does not), into pred's encoding of the type: raw little-endian
+// bytes, or for STRING (BYTES) the length-prefixed elements. n is bounded
+// by tensor.MaxElements (tensor.MaxStringElements for STRING); the buffer
+// is allocated only once the JSON is known to be long enough to hold n
+// values, and for STRING it is no larger than the JSON and the lengths.
 func decodeData(raw []byte, d predv1.DataType, n int64) ([]byte, error) {
-	size := int64(tensor.ElementSize(d))
-	if size == 0 {
+	p := dataParser{s: raw, d: d, want: int(n)}
+	switch size := int64(tensor.ElementSize(d)); {
+	case tensor.IsString(d):
+		if n > tensor.MaxStringElements {
+			return nil, fmt.Errorf("a BYTES tensor holds at most %d elements, not %d", tensor.MaxStringElements, n)
+		}
+		if n > 0 && int64(len(raw)) < minJSONBytesPerString*n-1 {
+			return nil, fmt.Errorf("data holds fewer than the %d strings the shape needs", n)
+		}
+		// A decoded string is never longer than its JSON (see
+		// appendStringElement), so this capacity is never outgrown.
+		p.out = make([]byte, 0, stringLengthBytes*n+int64(len(raw)))
+	case size > 0:
+		if n > 0 && int64(len(raw)) < minJSONBytesPerValue*n-1 {
+			return nil, fmt.Errorf("data holds fewer than the %d values the shape needs", n)
+		}
+		p.size, p.out = int(size), make([]byte, n*size)
+	default:
 		return nil, fmt.Errorf("unsupported data type %v", d)
 	}
-	if n > 0 && int64(len(raw)) < minJSONBytesPerValue*n-1 {
-		return nil, fmt.Errorf("data holds fewer than the %d values the shape needs", n)
-	}
-	p := dataParser{s: raw, d: d, size: int(size), out: make([]byte, n*size)}
 	p.skipSpace()
 	if p.i >= len(p.s) || p.s[p.i] != '[' {
 		return nil, errors.New("data must be a JSON array")
@@ -53,20 +67,24 @@ func decodeData(raw []byte, d predv1.DataType, n int64) ([]byte, error) {
 	if p.i != len(p.s) {
 		return nil, fmt.Errorf("unexpected %q after the data array", p.s[p.i])
 	}
-	if int64(p.n) != n {
+	if p.n != p.want {
 		return nil, fmt.Errorf("data has %d values; the shape needs %d", p.n, n)
 	}
 	return p.out, nil
 }
 
-// dataParser reads JSON arrays of numbers or booleans.
+// dataParser reads JSON arrays of numbers, booleans or (for STRING)
+// strings.
 type dataParser struct {
 	s    []byte
 	i    int
 	d    predv1.DataType
-	size int
-	out  []byte
-	n    int // values written
+	size int // element size; 0 for STRING
+	want int // values the shape needs
+	// out holds the values: preallocated for fixed-size types, appended
+	// to for STRING.
+	out []byte
+	n   int // values written
 }
 
 func (p *dataParser) skipSpace() {
@@ -121,6 +139,12 @@ func (p *dataParser) array(depth int) error {
 
 // value reads one scalar and stores it as the next element.
 func (p *dataParser) value() error {
+	if p.n >= p.want {
+		return fmt.Errorf("data has more than the %d values the shape needs", p.want)
+	}
+	if tensor.IsString(p.d) {
+		return p.stringValue()
+	}
 	start := p.i
 	if p.s[p.i] == '"' {
 		// Only the non-finite float spellings are strings.
@@ -133,22 +157,26 @@ func (p *dataParser) value() error {
 		}
 		p.i = end + 1
 	} else {
-		for p.i < len(p.s) && isTokenByte(p.s[p.i]) {
-			p.i++
-		}
+		p.i = p.tokenEnd()
 	}
 	tok := p.s[start:p.i]
 	if len(tok) == 0 {
 		return fmt.Errorf("unexpected %q in the data array", p.s[start])
-	}
-	if p.n*p.size >= len(p.out) {
-		return fmt.Errorf("data has more than the %d values the shape needs", len(p.out)/p.size)
 	}
 	if err := p.store(tok); err != nil {
 		return fmt.Errorf("value %d: %w", p.n, err)
 	}
 	p.n++
 	return nil
+}
+
+// tokenEnd returns where the number or literal at p.i ends.
+func (p *dataParser) tokenEnd() int {
+	end := p.i
+	for end < len(p.s) && isTokenByte(p.s[end]) {
+		end++
+	}
+	return end
 }
 
 func isTokenByte(c byte) bool {

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/prepred/prepred/pred/internal/infertest"
+	"github.com/prepred/prepred/pred/internal/oip"
 	"github.com/prepred/prepred/pred/internal/oiprest"
+	"github.com/prepred/prepred/pred/internal/tensor"
 	"github.com/prepred/prepred/pred/internal/testmodels"
 	"github.com/prepred/prepred/pred/predtest"
 )
@@ -31,7 +33,7 @@ func FuzzInfer(f *testing.F) {
 	var inputs []string
 	var bin []byte
 	for i, s := range testmodels.Samples() {
-		dt := strings.ToUpper(s.Name)
+		dt := oip.DataTypeName(s.DType)
 		f.Add(uint8(3+i), `{"inputs":[{"name":"x","shape":[1,3],"datatype":"`+dt+`","data":`+s.JSON+`}],"outputs":[{"name":"y"}]}`, []byte(nil), false)
 		f.Add(uint8(3+i), `{"inputs":[{"name":"x","shape":[1,3],"datatype":"`+dt+`","parameters":{"binary_data_size":`+strconv.Itoa(len(s.Raw))+`}}],"parameters":{"binary_data_output":true}}`, s.Raw, true)
 		inputs = append(inputs, `{"name":"`+s.Name+`","shape":[1,3],"datatype":"`+dt+`","parameters":{"binary_data_size":`+strconv.Itoa(len(s.Raw))+`}}`)
@@ -39,6 +41,25 @@ func FuzzInfer(f *testing.F) {
 	}
 	f.Add(uint8(1), `{"inputs":[`+strings.Join(inputs, ",")+`]}`, bin, true)
 	f.Add(uint8(4), `{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP16","data":[[1e5],[-0.0,"NaN"]]}]}`, []byte(nil), false)
+	// BYTES: escapes, an element JSON cannot carry (so the output goes
+	// binary), malformed serializations, a NUL byte.
+	strModel := slices.Index(fuzzModels, "identity_string")
+	if strModel < 0 {
+		f.Fatal("identity_string is not among the fuzzed models")
+	}
+	str := uint8(strModel)
+	bytesInput := func(bin []byte) string {
+		return `{"inputs":[{"name":"x","shape":[1,3],"datatype":"BYTES","parameters":{"binary_data_size":` + strconv.Itoa(len(bin)) + `}}]}`
+	}
+	f.Add(str, `{"inputs":[{"name":"x","shape":[1,3],"datatype":"BYTES","data":[["a\"\\"],["\u00e9\n","\ud83d\ude00<&>"]]}]}`, []byte(nil), false)
+	for _, bin := range [][]byte{
+		tensor.FromStrings([]string{"ok", "\xff\xfe", "caf\xe9"}),
+		append(tensor.FromStrings([]string{"a", "b"}), 10, 0, 0, 0, 'x'),
+		append(tensor.FromStrings([]string{"a", "b", "c"}), 'z'),
+		tensor.FromStrings([]string{"a", "\x00", "c"}),
+	} {
+		f.Add(str, bytesInput(bin), bin, true)
+	}
 
 	h := oiprest.New(env.Runner, oiprest.Options{})
 	f.Fuzz(func(t *testing.T, model uint8, header string, binary []byte, withLength bool) {

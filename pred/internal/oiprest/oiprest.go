@@ -15,6 +15,14 @@
 // input order. Outputs asked for with the parameter binary_data (or all,
 // with the request parameter binary_data_output) come back the same way.
 // Errors are {"error": "..."} with the HTTP status of their cause.
+//
+// String tensors (pred's DATA_TYPE_STRING) have the datatype BYTES, as in
+// Triton. As JSON data they are arrays of JSON strings, each string's UTF-8
+// bytes one element; as binary data, the BYTES serialization (per element
+// a 4-byte little-endian length, then its bytes), whose total size only
+// binary_data_size gives. A BYTES output with an element that is not valid
+// UTF-8 comes back as binary data even where JSON was asked for, since a
+// JSON string cannot carry it unchanged.
 package oiprest
 
 import (

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prepred/prepred/pred/internal/httpapi"
 	"github.com/prepred/prepred/pred/internal/infertest"
+	"github.com/prepred/prepred/pred/internal/oip"
 	"github.com/prepred/prepred/pred/internal/oiprest"
 	"github.com/prepred/prepred/pred/internal/testmodels"
 	"github.com/prepred/prepred/pred/predtest"
@@ -87,6 +88,8 @@ func TestMetadataAndReadiness(t *testing.T) {
 			`"inputs":[{"name":"input","datatype":"FP32","shape":[-1,3,32,32]}],"outputs":[{"name":"output","datatype":"FP32","shape":[-1,9]}]}`},
 		{"GET", "/v2/models/identity_uint16/versions/1", 200, `{"name":"identity_uint16","versions":["1"],"platform":"onnxruntime_onnx",` +
 			`"inputs":[{"name":"x","datatype":"UINT16","shape":[-1,3]}],"outputs":[{"name":"y","datatype":"UINT16","shape":[-1,3]}]}`},
+		{"GET", "/v2/models/identity_string", 200, `{"name":"identity_string","versions":["1"],"platform":"onnxruntime_onnx",` +
+			`"inputs":[{"name":"x","datatype":"BYTES","shape":[-1,3]}],"outputs":[{"name":"y","datatype":"BYTES","shape":[-1,3]}]}`},
 		{"GET", "/v2/models/colors/ready", 200, `{"name":"colors","ready":true}`},
 		{"GET", "/v2/models/colors/versions/1/ready", 200, `{"name":"colors","ready":true}`},
 		{"GET", "/v2/models/nope", 404, `{"error":"model \"nope\" is not served; served models: colors, `},
@@ -264,7 +267,7 @@ func TestInferEveryDType(t *testing.T) {
 	var inputs, outputs []string
 	var bin []byte
 	for i, s := range samples {
-		dt := strings.ToUpper(s.Name) // the samples are named after their datatype
+		dt := oip.DataTypeName(s.DType)
 		// Even inputs go as JSON, odd ones as binary; outputs the other
 		// way round.
 		if i%2 == 0 {
@@ -349,7 +352,8 @@ func TestInferErrors(t *testing.T) {
 		{"int fraction", "identity_int64", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"INT64","data":[1,2.5,3]}]}`), 400, "2.5 is not an integer"},
 		{"negative unsigned", "identity_uint32", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"UINT32","data":[1,-2,3]}]}`), 400, "-2 is not an integer in the range of UINT32"},
 		{"bool as number", "identity_bool", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"BOOL","data":[1,0,1]}]}`), 400, "1 is not a boolean"},
-		{"bytes", "identity_fp32", nil, []byte(`{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["a"]}]}`), 400, "string tensors are not supported"},
+		{"bytes to a numeric model", "identity_fp32", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"BYTES","data":["a","b","c"]}]}`), 400, "dtype is DATA_TYPE_STRING"},
+		{"unknown datatype", "identity_string", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"STRING","data":["a","b","c"]}]}`), 400, `unknown datatype "STRING" (want BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64 or BYTES)`},
 		{"wrong datatype", "identity_fp32", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP64","data":[1,2,3]}]}`), 400, "dtype is DATA_TYPE_FLOAT64"},
 		{"unknown model", "nope", nil, []byte(`{"inputs":[]}`), 404, `model "nope" is not served`},
 		{"bad version", "colors/versions/one", nil, []byte(`{"inputs":[]}`), 400, `model version "one"`},

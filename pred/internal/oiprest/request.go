@@ -3,6 +3,7 @@ package oiprest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -141,7 +142,7 @@ func decodeInput(in inputJSON, bin []byte) (tensor.Tensor, int, error) {
 	if in.Shape == nil {
 		return tensor.Tensor{}, 0, fmt.Errorf("shape is missing")
 	}
-	size, err := tensor.ByteSize(dtype, in.Shape)
+	n, err := tensor.ElementCount(in.Shape)
 	if err != nil {
 		return tensor.Tensor{}, 0, fmt.Errorf("shape %v: %w", in.Shape, err)
 	}
@@ -152,7 +153,6 @@ func decodeInput(in inputJSON, bin []byte) (tensor.Tensor, int, error) {
 		if !hasData {
 			return tensor.Tensor{}, 0, fmt.Errorf("no data: give data, or the parameter %s and the bytes after the JSON", binaryDataSize)
 		}
-		n := size / int64(tensor.ElementSize(dtype))
 		if t.Data, err = decodeData(in.Data, dtype, n); err != nil {
 			return tensor.Tensor{}, 0, fmt.Errorf("data: %w", err)
 		}
@@ -161,17 +161,26 @@ func decodeInput(in inputJSON, bin []byte) (tensor.Tensor, int, error) {
 	if hasData {
 		return tensor.Tensor{}, 0, fmt.Errorf("has both data and the parameter %s; give one", binaryDataSize)
 	}
-	var n uint64
-	if err := json.Unmarshal(raw, &n); err != nil {
+	var size uint64
+	if err := json.Unmarshal(raw, &size); err != nil {
 		return tensor.Tensor{}, 0, fmt.Errorf("parameter %s must be a non-negative integer", binaryDataSize)
 	}
-	if n != uint64(size) {
-		return tensor.Tensor{}, 0, fmt.Errorf("%s is %d; shape %v of %s needs %d bytes", binaryDataSize, n, in.Shape, in.Datatype, size)
+	// A fixed-size type's size follows from the shape; BYTES elements vary
+	// in length, so binary_data_size alone says where they end, and the
+	// elements are checked once their bytes are known.
+	if want := uint64(n) * uint64(tensor.ElementSize(dtype)); !tensor.IsString(dtype) && size != want {
+		return tensor.Tensor{}, 0, fmt.Errorf("%s is %d; shape %v of %s needs %d bytes", binaryDataSize, size, in.Shape, in.Datatype, want)
 	}
-	if size > int64(len(bin)) {
+	if size > uint64(len(bin)) {
 		return tensor.Tensor{}, 0, fmt.Errorf("%s is %d, but only %d bytes of binary data are left in the body", binaryDataSize, size, len(bin))
 	}
 	t.Data = bin[:size:size]
+	if tensor.IsString(dtype) {
+		if err := tensor.CheckData(dtype, in.Shape, t.Data); err != nil {
+			return tensor.Tensor{}, 0, fmt.Errorf("binary data (%d bytes) is not the BYTES serialization of shape %v (per element a 4-byte little-endian length, then its bytes): %w",
+				size, in.Shape, err)
+		}
+	}
 	return t, int(size), nil
 }
 
@@ -198,7 +207,9 @@ func boolParameter(params map[string]json.RawMessage, name string, dst *bool) er
 
 // encodeResponse returns the JSON header of the response and, when any
 // output goes as binary data, the binary parts in output order (nil
-// otherwise).
+// otherwise). An output goes as binary data when asked for (binary_data,
+// binary_data_output), and a BYTES output also when JSON cannot carry it
+// (see jsonData); binary data are the output's Data unchanged.
 func encodeResponse(req *request, resp *infer.Response) ([]byte, [][]byte, error) {
 	j := inferResponseJSON{
 		ModelName:    resp.Model,
@@ -213,11 +224,25 @@ func encodeResponse(req *request, resp *infer.Response) ([]byte, [][]byte, error
 		if !explicit {
 			binary = req.binaryAll
 		}
+		if !binary {
+			data, err := jsonData(o)
+			switch {
+			case errors.Is(err, errNotUTF8):
+				// A JSON string is Unicode text: a BYTES element that is
+				// not valid UTF-8 cannot be carried by one unchanged. Such
+				// an output goes as binary data instead, as if binary_data
+				// had been asked for it; clients that read
+				// binary_data_size (as Triton's do) find it there.
+				binary = true
+			case err != nil:
+				return nil, nil, status.Errorf(codes.Internal, "encode output %q: %v", o.Name, err)
+			default:
+				out.Data = data
+			}
+		}
 		if binary {
 			out.Parameters = map[string]any{binaryDataSize: len(o.Data)}
 			bin = append(bin, o.Data)
-		} else {
-			out.Data = appendData(make([]byte, 0, 8*len(o.Data)/max(1, tensor.ElementSize(o.DType))+2), o)
 		}
 		j.Outputs[i] = out
 	}
@@ -226,4 +251,14 @@ func encodeResponse(req *request, resp *infer.Response) ([]byte, [][]byte, error
 		return nil, nil, status.Errorf(codes.Internal, "encode the response: %v", err)
 	}
 	return header, bin, nil
+}
+
+// jsonData returns the elements of t as a flat JSON array. It fails with
+// errNotUTF8 for a STRING tensor with an element that is not valid UTF-8.
+func jsonData(t tensor.Tensor) ([]byte, error) {
+	if tensor.IsString(t.DType) {
+		// Each element's 4-byte length becomes two quotes and a comma.
+		return appendStrings(make([]byte, 0, len(t.Data)+2), t)
+	}
+	return appendData(make([]byte, 0, 8*len(t.Data)/max(1, tensor.ElementSize(t.DType))+2), t), nil
 }

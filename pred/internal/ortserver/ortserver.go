@@ -8,7 +8,8 @@
 // (application/octet-stream, application/x-protobuf,
 // application/vnd.google.protobuf), answered in the type the client
 // accepts. Inputs and outputs are ONNX TensorProtos keyed by name; outputs
-// carry raw_data.
+// carry raw_data, except STRING outputs, which carry string_data (ONNX
+// allows no raw_data for STRING).
 //
 // ONNX Runtime Server served one model, so its requests name none: over
 // gRPC, pred runs the model named in the metadata keys "model-name" (and
@@ -124,7 +125,11 @@ func (s *Service) predict(ctx context.Context, model string, version int64, req 
 	}
 	out := &ortserverpb.PredictResponse{Outputs: make(map[string]*onnxpb.TensorProto, len(resp.Outputs))}
 	for _, o := range resp.Outputs {
-		out.Outputs[o.Name] = EncodeTensor(o)
+		tp, err := EncodeTensor(o)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "output %q: %v", o.Name, err)
+		}
+		out.Outputs[o.Name] = tp
 	}
 	return out, nil
 }

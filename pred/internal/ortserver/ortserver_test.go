@@ -120,6 +120,37 @@ func TestPredictDefaultModel(t *testing.T) {
 	wantCode(t, err, codes.NotFound, `model "gone" is not served`)
 }
 
+// sampleStrings returns the elements of a STRING sample.
+func sampleStrings(t testing.TB, s testmodels.Sample) [][]byte {
+	t.Helper()
+	elems, err := tensor.Strings(s.Raw, 3)
+	if err != nil {
+		t.Fatalf("sample %s: %v", s.Name, err)
+	}
+	return elems
+}
+
+// rawTensor returns a sample as clients send it in bulk: in raw_data, or
+// for STRING (which ONNX allows no raw_data for) in string_data.
+func rawTensor(t testing.TB, s testmodels.Sample) *onnxpb.TensorProto {
+	tp := &onnxpb.TensorProto{Dims: []int64{1, 3}, DataType: dataType(tensor.ONNXType(s.DType))}
+	if tensor.IsString(s.DType) {
+		tp.StringData = sampleStrings(t, s)
+	} else {
+		tp.RawData = s.Raw
+	}
+	return tp
+}
+
+// stringTensor returns a STRING TensorProto of the given dims and values.
+func stringTensor(dims []int64, vals ...string) *onnxpb.TensorProto {
+	tp := &onnxpb.TensorProto{Dims: dims, DataType: dataType(onnxpb.TensorProto_STRING)}
+	for _, v := range vals {
+		tp.StringData = append(tp.StringData, []byte(v))
+	}
+	return tp
+}
+
 // typedTensor returns a sample in the TensorProto field ONNX keeps its
 // type in.
 func typedTensor(t *testing.T, s testmodels.Sample) *onnxpb.TensorProto {
@@ -150,6 +181,8 @@ func typedTensor(t *testing.T, s testmodels.Sample) *onnxpb.TensorProto {
 		tp.Uint64Data = []uint64{0, 4, math.MaxUint64}
 	case "bool":
 		tp.Int32Data = []int32{1, 0, 1}
+	case "string":
+		tp.StringData = [][]byte{[]byte(""), []byte("héllo"), []byte("日本 text")}
 	default:
 		t.Fatalf("no typed values for %s", s.Name)
 	}
@@ -157,17 +190,18 @@ func typedTensor(t *testing.T, s testmodels.Sample) *onnxpb.TensorProto {
 }
 
 // TestPredictEveryDType runs every element type through the dtypes model,
-// as raw_data and in the typed fields, with an output filter.
+// as raw_data (string_data for STRING) and in the typed fields, with an
+// output filter. Outputs come back in raw_data, STRING in string_data.
 func TestPredictEveryDType(t *testing.T) {
 	c := client(t, ortserver.Options{})
 	samples := testmodels.Samples()
 	raw := &ortserverpb.PredictRequest{Inputs: map[string]*onnxpb.TensorProto{}}
 	typed := &ortserverpb.PredictRequest{Inputs: map[string]*onnxpb.TensorProto{}}
 	for _, s := range samples {
-		raw.Inputs[s.Name] = &onnxpb.TensorProto{Dims: []int64{1, 3}, DataType: dataType(tensor.ONNXType(s.DType)), RawData: s.Raw}
+		raw.Inputs[s.Name] = rawTensor(t, s)
 		typed.Inputs[s.Name] = typedTensor(t, s)
 	}
-	typed.OutputFilter = []string{"fp16_out", "bool_out", "uint32_out"}
+	typed.OutputFilter = []string{"fp16_out", "bool_out", "uint32_out", "string_out"}
 	for name, req := range map[string]*ortserverpb.PredictRequest{"raw": raw, "typed": typed} {
 		t.Run(name, func(t *testing.T) {
 			resp, err := c.Predict(ctx(t, "model-name", testmodels.DTypes), req)
@@ -186,7 +220,14 @@ func TestPredictEveryDType(t *testing.T) {
 				if !ok {
 					continue
 				}
-				if o.GetDataType() != int32(tensor.ONNXType(s.DType)) || !slices.Equal(o.GetDims(), []int64{1, 3}) || !bytes.Equal(o.GetRawData(), s.Raw) {
+				if o.GetDataType() != int32(tensor.ONNXType(s.DType)) || !slices.Equal(o.GetDims(), []int64{1, 3}) {
+					t.Errorf("%s: %v, want data_type %v dims [1 3]", s.Name, o, tensor.ONNXType(s.DType))
+				}
+				if tensor.IsString(s.DType) {
+					if want := sampleStrings(t, s); len(o.GetRawData()) != 0 || !slices.EqualFunc(o.GetStringData(), want, bytes.Equal) {
+						t.Errorf("%s: raw_data %x, string_data %q, want string_data %q", s.Name, o.GetRawData(), o.GetStringData(), want)
+					}
+				} else if !bytes.Equal(o.GetRawData(), s.Raw) || len(o.GetStringData()) != 0 {
 					t.Errorf("%s: %v, want raw %x", s.Name, o, s.Raw)
 				}
 			}
@@ -203,9 +244,44 @@ func TestPredictErrors(t *testing.T) {
 		code  codes.Code
 		msg   string
 	}{
-		{"strings", "colors", func(in *onnxpb.TensorProto, _ *ortserverpb.PredictRequest) {
-			in.DataType, in.RawData, in.StringData = dataType(onnxpb.TensorProto_STRING), nil, [][]byte{[]byte("a")}
-		}, codes.InvalidArgument, "string tensors are not supported"},
+		{"strings for float model", "colors", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			r.Inputs["input"] = stringTensor([]int64{1, 3, 32, 32}, make([]string, 3072)...)
+		}, codes.InvalidArgument, "dtype is DATA_TYPE_STRING"},
+		{"string raw_data", "identity_string", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			x := stringTensor([]int64{1, 3})
+			x.RawData = tensor.FromStrings([]string{"a", "b", "c"})
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": x}
+		}, codes.InvalidArgument, `input "x": raw_data is set: ONNX does not allow raw_data for STRING tensors; send the values in string_data, one per element`},
+		{"string raw_data and string_data", "identity_string", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			x := stringTensor([]int64{1, 3}, "a", "b", "c")
+			x.RawData = tensor.FromStrings([]string{"a", "b", "c"})
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": x}
+		}, codes.InvalidArgument, "ONNX does not allow raw_data for STRING tensors"},
+		{"string count", "identity_string", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": stringTensor([]int64{1, 3}, "a", "b")}
+		}, codes.InvalidArgument, `input "x": string_data has 2 values; dims [1 3] need 3`},
+		{"string no data", "identity_string", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": stringTensor([]int64{1, 3})}
+		}, codes.InvalidArgument, `input "x": no data: dims [1 3] need 3 values in string_data`},
+		{"string wrong field", "identity_string", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			x := stringTensor([]int64{1, 3})
+			x.Int32Data = []int32{1, 2, 3}
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": x}
+		}, codes.InvalidArgument, "data_type STRING keeps its values in string_data, not int32_data"},
+		{"string elements", "identity_string", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": stringTensor([]int64{1, tensor.MaxStringElements + 1}, "a")}
+		}, codes.InvalidArgument, fmt.Sprintf("dims [1 %d] have %d elements; a STRING tensor holds at most %d", tensor.MaxStringElements+1, tensor.MaxStringElements+1, tensor.MaxStringElements)},
+		{"string NUL", "identity_string", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": stringTensor([]int64{1, 3}, "a", "b\x00c", "d")}
+		}, codes.InvalidArgument, `input "x": STRING element 1 contains a NUL byte`},
+		{"string for int8 model", "identity_int8", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": stringTensor([]int64{1, 3}, "1", "2", "3")}
+		}, codes.InvalidArgument, "dtype is DATA_TYPE_STRING"},
+		{"string_data for int8", "identity_int8", func(_ *onnxpb.TensorProto, r *ortserverpb.PredictRequest) {
+			x := stringTensor([]int64{1, 3}, "1", "2", "3")
+			x.DataType = dataType(onnxpb.TensorProto_INT8)
+			r.Inputs = map[string]*onnxpb.TensorProto{"x": x}
+		}, codes.InvalidArgument, "data_type INT8 keeps its values in int32_data (or raw_data), not string_data"},
 		{"bfloat16", "colors", func(in *onnxpb.TensorProto, _ *ortserverpb.PredictRequest) {
 			in.DataType = dataType(onnxpb.TensorProto_BFLOAT16)
 		}, codes.InvalidArgument, "data_type 16 (BFLOAT16) is not supported"},
@@ -437,6 +513,90 @@ func TestHTTPErrors(t *testing.T) {
 				t.Errorf("%d %+v, want %d containing %q", resp.StatusCode, e, tt.code, tt.msg)
 			}
 		})
+	}
+}
+
+// TestStringsBatch sends STRING tensors of several rows, empty elements and
+// a multi-byte one through the identity_string model, which returns them
+// in string_data.
+func TestStringsBatch(t *testing.T) {
+	c := client(t, ortserver.Options{})
+	vals := []string{"a", "", "ß\xff\x01", strings.Repeat("long ", 1000), "日本", ""}
+	req := &ortserverpb.PredictRequest{Inputs: map[string]*onnxpb.TensorProto{"x": stringTensor([]int64{2, 3}, vals...)}}
+	resp, err := c.Predict(ctx(t, "model-name", "identity_string"), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := resp.GetOutputs()["y"]
+	got := make([]string, len(y.GetStringData()))
+	for i, b := range y.GetStringData() {
+		got[i] = string(b)
+	}
+	if y.GetDataType() != int32(onnxpb.TensorProto_STRING) || !slices.Equal(y.GetDims(), []int64{2, 3}) || len(y.GetRawData()) != 0 || !slices.Equal(got, vals) {
+		t.Errorf("y = data_type %d dims %v raw_data %x string_data %q, want STRING [2 3] %q", y.GetDataType(), y.GetDims(), y.GetRawData(), got, vals)
+	}
+}
+
+// TestHTTPJSONStrings posts a STRING tensor in protobuf's JSON mapping,
+// where string_data is base64 (it is repeated bytes).
+func TestHTTPJSONStrings(t *testing.T) {
+	b64 := base64.StdEncoding.EncodeToString
+	body := `{"inputs":{"x":{"dims":["1","3"],"dataType":8,"stringData":["` + b64([]byte("héllo")) + `","","` + b64([]byte("wörld")) + `"]}}}`
+	code, _, resp := post(t, httpServer(t, ortserver.Options{})+"/v1/models/identity_string:predict", map[string]string{"Content-Type": "application/json"}, []byte(body))
+	if code != 200 {
+		t.Fatalf("%d: %s", code, resp)
+	}
+	var out struct {
+		Outputs map[string]struct {
+			Dims       []string `json:"dims"`
+			DataType   int      `json:"dataType"`
+			StringData [][]byte `json:"stringData"`
+			RawData    []byte   `json:"rawData"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal(resp, &out); err != nil {
+		t.Fatal(err)
+	}
+	y := out.Outputs["y"]
+	if fmt.Sprint(y.Dims) != "[1 3]" || y.DataType != 8 || y.RawData != nil || fmt.Sprintf("%q", y.StringData) != `["héllo" "" "wörld"]` {
+		t.Errorf("output %s", resp)
+	}
+
+	bad := `{"inputs":{"x":{"dims":["1","3"],"dataType":8,"rawData":"` + b64(tensor.FromStrings([]string{"a", "b", "c"})) + `"}}}`
+	code, _, resp = post(t, httpServer(t, ortserver.Options{})+"/v1/models/identity_string:predict", map[string]string{"Content-Type": "application/json"}, []byte(bad))
+	if code != 400 || !bytes.Contains(resp, []byte("ONNX does not allow raw_data for STRING tensors")) {
+		t.Errorf("raw_data for STRING: %d %s, want 400", code, resp)
+	}
+}
+
+// TestDecodeTensorStrings checks the encoding of string_data, and that an
+// empty STRING tensor needs no string_data.
+func TestDecodeTensorStrings(t *testing.T) {
+	got, err := ortserver.DecodeTensor(stringTensor([]int64{2}, "ab", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := tensor.FromStrings([]string{"ab", ""}); got.DType != predv1.DataType_DATA_TYPE_STRING || !bytes.Equal(got.Data, want) {
+		t.Errorf("DecodeTensor = %v %x, want STRING %x", got.DType, got.Data, want)
+	}
+	got, err = ortserver.DecodeTensor(stringTensor([]int64{0, 3}))
+	if err != nil || got.DType != predv1.DataType_DATA_TYPE_STRING || len(got.Data) != 0 {
+		t.Errorf("empty: DecodeTensor = %v %x, %v", got.DType, got.Data, err)
+	}
+}
+
+// TestEncodeTensorStrings checks that STRING outputs go in string_data and
+// that malformed Data is an error, not a panic.
+func TestEncodeTensorStrings(t *testing.T) {
+	tp, err := ortserver.EncodeTensor(tensor.Tensor{DType: predv1.DataType_DATA_TYPE_STRING, Shape: []int64{2}, Data: tensor.FromStrings([]string{"", "x"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.GetDataType() != int32(onnxpb.TensorProto_STRING) || tp.RawData != nil || fmt.Sprintf("%q", tp.GetStringData()) != `["" "x"]` {
+		t.Errorf("EncodeTensor = %v", tp)
+	}
+	if _, err := ortserver.EncodeTensor(tensor.Tensor{DType: predv1.DataType_DATA_TYPE_STRING, Shape: []int64{3}, Data: tensor.FromStrings([]string{"", "x"})}); err == nil {
+		t.Error("EncodeTensor of 2 elements for shape [3]: no error")
 	}
 }
 
