@@ -82,7 +82,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.clients, "clients", 8, "concurrent clients of the batching and memory cases")
 	fs.IntVar(&c.batchReqs, "batch-requests", 400, "requests per batching case, over all clients")
 	fs.DurationVar(&c.caseTimeout, "case-timeout", 2*time.Minute, "longest a case may run in one round; it stops early with what it measured")
-	fs.IntVar(&c.rounds, "rounds", 3, "rounds the cases take turns in, each with its share of the requests, so that a machine whose speed drifts affects every case alike")
+	fs.IntVar(&c.rounds, "rounds", 10, "rounds the cases take turns in, each with its share of the requests, so that a machine whose speed drifts affects every case alike")
 	fs.StringVar(&rssCounts, "rss-requests", "1000,20000", "comma-separated request counts of --rss-model after which pred's VmRSS is read")
 	fs.IntVar(&c.rssModelN, "rss-model-requests", 1000, "requests of --model after which pred's VmRSS is read again (0: skip)")
 	fs.StringVar(&cases, "cases", strings.Join(allCases, ","), "comma-separated cases to run: "+strings.Join(allCases, ", "))
@@ -155,6 +155,25 @@ func (r result) row() string {
 		ms(pct(0.50)), ms(pct(0.99)), r.note, r.load)
 }
 
+// ratioRow describes the per-round ratios of rates to base.
+func ratioRow(name string, rates, base []float64) string {
+	var ratios []float64
+	for i := range min(len(rates), len(base)) {
+		if base[i] > 0 {
+			ratios = append(ratios, rates[i]/base[i])
+		}
+	}
+	if len(ratios) == 0 {
+		return fmt.Sprintf("| %s | – | – | – |", name)
+	}
+	slices.Sort(ratios)
+	median := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		median = (ratios[len(ratios)/2-1] + median) / 2
+	}
+	return fmt.Sprintf("| %s | %.3f | %.3f | %.3f |", name, median, ratios[0], ratios[len(ratios)-1])
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func loadAvg() string {
@@ -203,6 +222,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	results := make([]result, len(cases))
+	rates := make([][]float64, len(cases)) // images/s per round
 	for round := range cfg.rounds {
 		for i, c := range cases {
 			n := c.requests / cfg.rounds
@@ -214,6 +234,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.name, err)
 			}
+			if r.elapsed > 0 {
+				rates[i] = append(rates[i], float64(r.images)/r.elapsed.Seconds())
+			}
 		}
 	}
 	if len(results) > 0 {
@@ -221,6 +244,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, "| --- | ---: | ---: | ---: | ---: | --- | --- |")
 		for _, r := range results {
 			fmt.Fprintln(stdout, r.row())
+		}
+	}
+	if len(cases) > 1 && slices.Contains(cfg.cases, "ort") {
+		// The ort case comes first. Rounds are seconds apart, so the ratio
+		// within a round is free of the drift a shared machine has between
+		// rounds.
+		fmt.Fprintf(stdout, "\n| throughput / ONNX Runtime in-process, within each round | median | min | max |\n| --- | ---: | ---: | ---: |\n")
+		for i := 1; i < len(cases); i++ {
+			fmt.Fprintln(stdout, ratioRow(results[i].name, rates[i], rates[0]))
 		}
 	}
 	cleanup()

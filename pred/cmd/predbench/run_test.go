@@ -36,6 +36,8 @@ func TestRunSmall(t *testing.T) {
 		"| pred, native gRPC, batch 1, 2 concurrent clients, dynamic batching | 8 |",
 		"| pred, native gRPC, batch 1, 2 concurrent clients, no dynamic batching | 8 |",
 		"images per execution",
+		"| throughput / ONNX Runtime in-process, within each round | median | min | max |",
+		"| pred, native gRPC (prepred.pred.v1), batch 1, sequential | ",
 		"| after start (models loaded and warmed up) |",
 		"| after 10 colors requests (2 clients;",
 		"| after 20 colors requests (2 clients;",
@@ -59,5 +61,15 @@ func TestParseConfigRejects(t *testing.T) {
 		if _, err := parseConfig(args, func(string) string { return "" }, &strings.Builder{}); err == nil {
 			t.Errorf("parseConfig(%q) succeeded", args)
 		}
+	}
+}
+
+func TestRatioRow(t *testing.T) {
+	got := ratioRow("b", []float64{9, 20, 33, 40}, []float64{10, 20, 30, 40})
+	if want := "| b | 1.000 | 0.900 | 1.100 |"; got != want {
+		t.Errorf("ratioRow = %q, want %q", got, want)
+	}
+	if got := ratioRow("c", nil, []float64{1}); got != "| c | – | – | – |" {
+		t.Errorf("ratioRow without rates = %q", got)
 	}
 }

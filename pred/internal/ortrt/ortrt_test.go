@@ -299,6 +299,8 @@ func TestOptions(t *testing.T) {
 		{opts: Options{IntraOpThreads: 1, InterOpThreads: 1, GraphOptimizationLevel: "disable", ExecutionProvider: "cpu"}},
 		{opts: Options{GraphOptimizationLevel: "basic"}},
 		{opts: Options{GraphOptimizationLevel: "extended"}},
+		{opts: Options{SessionConfig: map[string]string{"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}}},
+		{opts: Options{SessionConfig: map[string]string{"": "1"}}, wantErr: `session config ""`},
 		{opts: Options{GraphOptimizationLevel: "max"}, wantErr: `unknown graph optimization level "max"`},
 		{opts: Options{ExecutionProvider: "tpu"}, wantErr: `unknown execution provider "tpu"`},
 		{opts: Options{IntraOpThreads: -1}, wantErr: "must not be negative"},

@@ -7,6 +7,8 @@ package ortrt
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -83,6 +85,9 @@ type Options struct {
 	// ProviderOptions are extra options of the cuda or tensorrt provider,
 	// passed to ONNX Runtime as they are (device_id is set from DeviceID).
 	ProviderOptions map[string]string
+	// SessionConfig are ONNX Runtime session configuration entries (e.g.
+	// "session.intra_op.allow_spinning": "0"), set as they are.
+	SessionConfig map[string]string
 	// OutputNames selects the outputs Run computes, in the order Run
 	// returns them; empty means every output of the model, in model order.
 	OutputNames []string
@@ -97,6 +102,7 @@ func FromConfig(rt *predv1.RuntimeOptions) Options {
 		ExecutionProvider:      rt.GetExecutionProvider(),
 		DeviceID:               int(rt.GetDeviceId()),
 		ProviderOptions:        rt.GetProviderOptions(),
+		SessionConfig:          rt.GetSessionConfig(),
 	}
 }
 
@@ -136,6 +142,11 @@ func (r *Runtime) sessionOptions(o Options) (*ort.SessionOptions, error) {
 	if o.InterOpThreads > 0 {
 		if err := so.SetInterOpNumThreads(o.InterOpThreads); err != nil {
 			return nil, fmt.Errorf("set inter-op threads: %w", err)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.SessionConfig)) {
+		if err := so.AddSessionConfigEntry(k, o.SessionConfig[k]); err != nil {
+			return nil, fmt.Errorf("session config %q = %q: %w", k, o.SessionConfig[k], err)
 		}
 	}
 	level, known := graphOptimizationLevels[o.GraphOptimizationLevel]

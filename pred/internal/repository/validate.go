@@ -273,6 +273,9 @@ func validateRuntime(p *problems, rt *predv1.RuntimeOptions) {
 		// are not options of the CPU: name the provider they are for.
 		p.addf("runtime.provider_options need runtime.execution_provider cuda or tensorrt")
 	}
+	if _, ok := rt.GetSessionConfig()[""]; ok {
+		p.addf("runtime.session_config has an empty key")
+	}
 	if _, ok := rt.GetProviderOptions()["device_id"]; ok {
 		p.addf("runtime.provider_options: set the GPU with runtime.device_id")
 	}

@@ -451,8 +451,13 @@ type RuntimeOptions struct {
 	// {key: "cudnn_conv_algo_search" value: "HEURISTIC"}; ONNX Runtime
 	// documents the keys. Not allowed with cpu.
 	ProviderOptions map[string]string `protobuf:"bytes,6,rep,name=provider_options,json=providerOptions,proto3" json:"provider_options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// session_config entries are ONNX Runtime session configuration keys, set
+	// as they are, e.g. {key: "session.intra_op.allow_spinning" value: "0"}
+	// so that idle ONNX Runtime threads sleep instead of spinning on a host
+	// whose cores other processes need.
+	SessionConfig map[string]string `protobuf:"bytes,7,rep,name=session_config,json=sessionConfig,proto3" json:"session_config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RuntimeOptions) Reset() {
@@ -523,6 +528,13 @@ func (x *RuntimeOptions) GetDeviceId() int32 {
 func (x *RuntimeOptions) GetProviderOptions() map[string]string {
 	if x != nil {
 		return x.ProviderOptions
+	}
+	return nil
+}
+
+func (x *RuntimeOptions) GetSessionConfig() map[string]string {
+	if x != nil {
+		return x.SessionConfig
 	}
 	return nil
 }
@@ -691,15 +703,19 @@ const file_prepred_pred_v1_config_proto_rawDesc = "" +
 	"\x0fDynamicBatching\x12?\n" +
 	"\x1cmax_queue_delay_microseconds\x18\x01 \x01(\x04R\x19maxQueueDelayMicroseconds\x120\n" +
 	"\x14preferred_batch_size\x18\x02 \x03(\x05R\x12preferredBatchSize\x12$\n" +
-	"\x0emax_queue_size\x18\x03 \x01(\x05R\fmaxQueueSize\"\x8f\x03\n" +
+	"\x0emax_queue_size\x18\x03 \x01(\x05R\fmaxQueueSize\"\xac\x04\n" +
 	"\x0eRuntimeOptions\x12(\n" +
 	"\x10intra_op_threads\x18\x01 \x01(\x05R\x0eintraOpThreads\x12(\n" +
 	"\x10inter_op_threads\x18\x02 \x01(\x05R\x0einterOpThreads\x128\n" +
 	"\x18graph_optimization_level\x18\x03 \x01(\tR\x16graphOptimizationLevel\x12-\n" +
 	"\x12execution_provider\x18\x04 \x01(\tR\x11executionProvider\x12\x1b\n" +
 	"\tdevice_id\x18\x05 \x01(\x05R\bdeviceId\x12_\n" +
-	"\x10provider_options\x18\x06 \x03(\v24.prepred.pred.v1.RuntimeOptions.ProviderOptionsEntryR\x0fproviderOptions\x1aB\n" +
+	"\x10provider_options\x18\x06 \x03(\v24.prepred.pred.v1.RuntimeOptions.ProviderOptionsEntryR\x0fproviderOptions\x12Y\n" +
+	"\x0esession_config\x18\a \x03(\v22.prepred.pred.v1.RuntimeOptions.SessionConfigEntryR\rsessionConfig\x1aB\n" +
 	"\x14ProviderOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
+	"\x12SessionConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*`\n" +
 	"\n" +
@@ -721,7 +737,7 @@ func file_prepred_pred_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_prepred_pred_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_prepred_pred_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_prepred_pred_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_prepred_pred_v1_config_proto_goTypes = []any{
 	(OutputKind)(0),                // 0: prepred.pred.v1.OutputKind
 	(*ModelConfig)(nil),            // 1: prepred.pred.v1.ModelConfig
@@ -733,27 +749,29 @@ var file_prepred_pred_v1_config_proto_goTypes = []any{
 	(*VersionPolicy_All)(nil),      // 7: prepred.pred.v1.VersionPolicy.All
 	(*VersionPolicy_Specific)(nil), // 8: prepred.pred.v1.VersionPolicy.Specific
 	nil,                            // 9: prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
-	(*PreprocessSpec)(nil),         // 10: prepred.pred.v1.PreprocessSpec
-	(DataType)(0),                  // 11: prepred.pred.v1.DataType
+	nil,                            // 10: prepred.pred.v1.RuntimeOptions.SessionConfigEntry
+	(*PreprocessSpec)(nil),         // 11: prepred.pred.v1.PreprocessSpec
+	(DataType)(0),                  // 12: prepred.pred.v1.DataType
 }
 var file_prepred_pred_v1_config_proto_depIdxs = []int32{
 	2,  // 0: prepred.pred.v1.ModelConfig.inputs:type_name -> prepred.pred.v1.TensorSpec
 	2,  // 1: prepred.pred.v1.ModelConfig.outputs:type_name -> prepred.pred.v1.TensorSpec
-	10, // 2: prepred.pred.v1.ModelConfig.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
+	11, // 2: prepred.pred.v1.ModelConfig.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
 	3,  // 3: prepred.pred.v1.ModelConfig.version_policy:type_name -> prepred.pred.v1.VersionPolicy
 	4,  // 4: prepred.pred.v1.ModelConfig.dynamic_batching:type_name -> prepred.pred.v1.DynamicBatching
 	5,  // 5: prepred.pred.v1.ModelConfig.runtime:type_name -> prepred.pred.v1.RuntimeOptions
 	0,  // 6: prepred.pred.v1.ModelConfig.output_kind:type_name -> prepred.pred.v1.OutputKind
-	11, // 7: prepred.pred.v1.TensorSpec.dtype:type_name -> prepred.pred.v1.DataType
+	12, // 7: prepred.pred.v1.TensorSpec.dtype:type_name -> prepred.pred.v1.DataType
 	6,  // 8: prepred.pred.v1.VersionPolicy.latest:type_name -> prepred.pred.v1.VersionPolicy.Latest
 	7,  // 9: prepred.pred.v1.VersionPolicy.all:type_name -> prepred.pred.v1.VersionPolicy.All
 	8,  // 10: prepred.pred.v1.VersionPolicy.specific:type_name -> prepred.pred.v1.VersionPolicy.Specific
 	9,  // 11: prepred.pred.v1.RuntimeOptions.provider_options:type_name -> prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 12: prepred.pred.v1.RuntimeOptions.session_config:type_name -> prepred.pred.v1.RuntimeOptions.SessionConfigEntry
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_prepred_pred_v1_config_proto_init() }
@@ -773,7 +791,7 @@ func file_prepred_pred_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_prepred_pred_v1_config_proto_rawDesc), len(file_prepred_pred_v1_config_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
