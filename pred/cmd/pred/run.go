@@ -30,6 +30,7 @@ import (
 	"github.com/prepred/prepred/pred/internal/ortserver"
 	"github.com/prepred/prepred/pred/internal/predservice"
 	"github.com/prepred/prepred/pred/internal/registry"
+	"github.com/prepred/prepred/pred/internal/repository"
 )
 
 // Shutdown bounds. Kubernetes sends SIGKILL 30 s after SIGTERM by default;
@@ -91,9 +92,6 @@ type servingConfig struct {
 
 // Limits of the serving flags.
 const (
-	// maxInstanceCount bounds --instance-count: more concurrent executions
-	// than this only contend for the same cores.
-	maxInstanceCount = 64
 	// maxQueueSizeLimit bounds --max-queue-size: a queue this long already
 	// holds minutes of ResNet-50 work.
 	maxQueueSizeLimit = 1 << 16
@@ -124,7 +122,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		{&c.defaultModel, "default-model", "PRED_DEFAULT_MODEL", "", "model that ONNX Runtime Server protocol requests naming none run (default: the only model served)"},
 		{&serving.pollInterval, "repository-poll-interval", "PRED_REPOSITORY_POLL_INTERVAL", "0s", "re-read the model repository this often and load, replace or unload what changed (0: never)"},
 		{&serving.managementToken, "management-token", "PRED_MANAGEMENT_TOKEN", "", "bearer token the repository API requires; without one it answers only loopback callers (prefer the variable: a flag shows in the process list)"},
-		{&serving.instanceCount, "instance-count", "PRED_INSTANCE_COUNT", "1", "executions of one model version that may run at once"},
+		{&serving.instanceCount, "instance-count", "PRED_INSTANCE_COUNT", "1", "executions of one model version that may run at once, for models whose config sets no instance_count"},
 		{&serving.maxQueueSize, "max-queue-size", "PRED_MAX_QUEUE_SIZE", strconv.Itoa(registry.DefaultMaxQueueSize), "queue bound of model versions whose config sets no dynamic_batching.max_queue_size; beyond it requests fail with RESOURCE_EXHAUSTED"},
 		{&serving.executionProvider, "execution-provider", "PRED_EXECUTION_PROVIDER", "cpu", "execution provider of models whose config names none: cpu, cuda or tensorrt"},
 		{&serving.cudaFallback, "cuda-fallback", "PRED_CUDA_FALLBACK", registry.FallbackCPU, "when a model asks for cuda or tensorrt and ONNX Runtime cannot provide it: cpu (log a warning, run on the CPU) or fail (the model version is UNAVAILABLE)"},
@@ -201,7 +199,7 @@ func (f servingFlags) parse() (servingConfig, error) {
 	}
 	c.pollInterval = duration("repository-poll-interval", f.pollInterval)
 	c.maxConnectionAge = duration("grpc-max-connection-age", f.maxConnectionAge)
-	c.instanceCount = count("instance-count", f.instanceCount, 1, maxInstanceCount)
+	c.instanceCount = count("instance-count", f.instanceCount, 1, repository.MaxInstanceCount)
 	c.maxQueueSize = count("max-queue-size", f.maxQueueSize, 1, maxQueueSizeLimit)
 	var err error
 	if c.managementAPI, err = strconv.ParseBool(f.managementAPI); err != nil {

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/pred/internal/batcher"
 	"github.com/prepred/prepred/pred/internal/metrics"
 	"github.com/prepred/prepred/pred/internal/tensor"
 	"github.com/prepred/prepred/pred/predtest"
@@ -446,5 +448,28 @@ func TestExecutionProviderFallback(t *testing.T) {
 				t.Errorf("reason %q does not name %s", got[0].Reason, tt.provider)
 			}
 		})
+	}
+}
+
+func TestBatcherConfig(t *testing.T) {
+	defaults := Options{InstanceCount: 2, MaxQueueSize: 100}
+	tests := []struct {
+		name string
+		cfg  *predv1.ModelConfig
+		want batcher.Config
+	}{
+		{"defaults", &predv1.ModelConfig{MaxBatchSize: 8},
+			batcher.Config{Name: "m", MaxBatchSize: 8, MaxQueueSize: 100, Instances: 2}},
+		{"config wins", &predv1.ModelConfig{MaxBatchSize: 8, InstanceCount: 3, DynamicBatching: &predv1.DynamicBatching{
+			MaxQueueDelayMicroseconds: 1500, PreferredBatchSize: []int32{4}, MaxQueueSize: 7}},
+			batcher.Config{Name: "m", MaxBatchSize: 8, Dynamic: true, MaxQueueDelay: 1500 * time.Microsecond,
+				PreferredBatchSizes: []int64{4}, MaxQueueSize: 7, Instances: 3}},
+		{"no batch dimension", &predv1.ModelConfig{DynamicBatching: &predv1.DynamicBatching{}},
+			batcher.Config{Name: "m", MaxQueueSize: 100, Instances: 2}},
+	}
+	for _, tt := range tests {
+		if got := batcherConfig("m", tt.cfg, defaults); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: batcherConfig = %+v, want %+v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -74,25 +74,34 @@ func (v *Version) predict(ctx context.Context, inputs []tensor.Tensor) ([]tensor
 	return outs, batch, err
 }
 
-// newBatcher starts the queue of v, whose executions run on sess, with the
-// batching settings of its configuration.
-func (r *Registry) newBatcher(v *Version, sess *ortrt.Session) (*batcher.Batcher, error) {
-	cfg := v.Model.Config
+// batcherConfig returns the queue settings of a model version: its
+// config's, else the registry's defaults.
+func batcherConfig(name string, cfg *predv1.ModelConfig, o Options) batcher.Config {
 	db := cfg.GetDynamicBatching()
 	bc := batcher.Config{
-		Name:          v.name(),
+		Name:          name,
 		MaxBatchSize:  int64(cfg.GetMaxBatchSize()),
 		Dynamic:       db != nil && cfg.GetMaxBatchSize() > 0,
 		MaxQueueDelay: time.Duration(db.GetMaxQueueDelayMicroseconds()) * time.Microsecond,
 		MaxQueueSize:  int(db.GetMaxQueueSize()),
-		Instances:     r.opts.InstanceCount,
+		Instances:     o.InstanceCount,
 	}
 	if bc.MaxQueueSize == 0 {
-		bc.MaxQueueSize = r.opts.MaxQueueSize
+		bc.MaxQueueSize = o.MaxQueueSize
+	}
+	if n := cfg.GetInstanceCount(); n > 0 {
+		bc.Instances = int(n)
 	}
 	for _, p := range db.GetPreferredBatchSize() {
 		bc.PreferredBatchSizes = append(bc.PreferredBatchSizes, int64(p))
 	}
+	return bc
+}
+
+// newBatcher starts the queue of v, whose executions run on sess, with the
+// batching settings of its configuration.
+func (r *Registry) newBatcher(v *Version, sess *ortrt.Session) (*batcher.Batcher, error) {
+	bc := batcherConfig(v.name(), v.Model.Config, r.opts)
 	m := r.metrics.Version(v.Model.Name, strconv.FormatInt(v.Number, 10))
 	v.metrics = m
 	hooks := batcher.Hooks{

@@ -403,6 +403,8 @@ func TestValidate(t *testing.T) {
 		{name: "tensorrt", edit: func(c *cfg) {
 			c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "tensorrt", DeviceId: 1, ProviderOptions: map[string]string{"trt_fp16_enable": "1"}}
 		}},
+		{name: "instance count", edit: func(c *cfg) { c.InstanceCount = 2 }},
+		{name: "instance count too large", edit: func(c *cfg) { c.InstanceCount = 65 }, wantErr: "instance_count 65 is outside 0..64"},
 		{name: "negative device", edit: func(c *cfg) { c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "cuda", DeviceId: -1} }, wantErr: "device_id -1"},
 		{name: "provider options on cpu", edit: func(c *cfg) {
 			c.Runtime = &predv1.RuntimeOptions{ProviderOptions: map[string]string{"trt_fp16_enable": "1"}}

@@ -19,6 +19,10 @@ const Platform = "onnxruntime_onnx"
 // model would exceed tensor.MaxElements.
 const MaxBatchSizeLimit = 1024
 
+// MaxInstanceCount bounds instance_count (and pred's --instance-count):
+// more concurrent executions than this only contend for the same cores.
+const MaxInstanceCount = 64
+
 // Runtime option values the configuration accepts (see RuntimeOptions in
 // config.proto).
 var (
@@ -70,6 +74,9 @@ func Validate(cfg *predv1.ModelConfig, dirName string) error {
 	validateVersionPolicy(&p, cfg.GetVersionPolicy())
 	validateBatching(&p, cfg.GetDynamicBatching(), mbs)
 	validateRuntime(&p, cfg.GetRuntime())
+	if n := cfg.GetInstanceCount(); n < 0 || n > MaxInstanceCount {
+		p.addf("instance_count %d is outside 0..%d", n, MaxInstanceCount)
+	}
 	if len(p) == 0 {
 		return nil
 	}

@@ -95,7 +95,13 @@ type ModelConfig struct {
 	DynamicBatching *DynamicBatching `protobuf:"bytes,9,opt,name=dynamic_batching,json=dynamicBatching,proto3" json:"dynamic_batching,omitempty"`
 	Runtime         *RuntimeOptions  `protobuf:"bytes,10,opt,name=runtime,proto3" json:"runtime,omitempty"`
 	// output_kind says how prep turns the first output into a prediction.
-	OutputKind    OutputKind `protobuf:"varint,11,opt,name=output_kind,json=outputKind,proto3,enum=prepred.pred.v1.OutputKind" json:"output_kind,omitempty"`
+	OutputKind OutputKind `protobuf:"varint,11,opt,name=output_kind,json=outputKind,proto3,enum=prepred.pred.v1.OutputKind" json:"output_kind,omitempty"`
+	// instance_count is how many executions of one version of the model may
+	// run at once, each on its own batch (Triton's instance_group count);
+	// 0 takes pred's --instance-count. On a CPU one execution already uses
+	// every core: more help a GPU, or a model too small to keep the cores
+	// busy.
+	InstanceCount int32 `protobuf:"varint,12,opt,name=instance_count,json=instanceCount,proto3" json:"instance_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +211,13 @@ func (x *ModelConfig) GetOutputKind() OutputKind {
 		return x.OutputKind
 	}
 	return OutputKind_OUTPUT_KIND_UNSPECIFIED
+}
+
+func (x *ModelConfig) GetInstanceCount() int32 {
+	if x != nil {
+		return x.InstanceCount
+	}
+	return 0
 }
 
 // TensorSpec is the name, element type and shape of a model input or output.
@@ -667,7 +680,7 @@ var File_prepred_pred_v1_config_proto protoreflect.FileDescriptor
 
 const file_prepred_pred_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1cprepred/pred/v1/config.proto\x12\x0fprepred.pred.v1\x1a prepred/pred/v1/preprocess.proto\"\xbe\x04\n" +
+	"\x1cprepred/pred/v1/config.proto\x12\x0fprepred.pred.v1\x1a prepred/pred/v1/preprocess.proto\"\xe5\x04\n" +
 	"\vModelConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\x12$\n" +
@@ -684,7 +697,8 @@ const file_prepred_pred_v1_config_proto_rawDesc = "" +
 	"\aruntime\x18\n" +
 	" \x01(\v2\x1f.prepred.pred.v1.RuntimeOptionsR\aruntime\x12<\n" +
 	"\voutput_kind\x18\v \x01(\x0e2\x1b.prepred.pred.v1.OutputKindR\n" +
-	"outputKind\"g\n" +
+	"outputKind\x12%\n" +
+	"\x0einstance_count\x18\f \x01(\x05R\rinstanceCount\"g\n" +
 	"\n" +
 	"TensorSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
