@@ -15,18 +15,6 @@ import (
 	"github.com/prepred/prepred/pred/internal/testmodels"
 )
 
-// stringSample is the testmodels sample of the STRING type.
-func stringSample(t *testing.T) testmodels.Sample {
-	t.Helper()
-	for _, s := range testmodels.Samples() {
-		if tensor.IsString(s.DType) {
-			return s
-		}
-	}
-	t.Fatal("no STRING sample")
-	return testmodels.Sample{}
-}
-
 // binaryBody returns the headers and body of a request whose JSON header h
 // is followed by the binary data bin.
 func binaryBody(h string, bin []byte) (map[string]string, []byte) {
@@ -37,7 +25,7 @@ func binaryBody(h string, bin []byte) (map[string]string, []byte) {
 // escapes, and reads them back as JSON strings.
 func TestInferBytesJSON(t *testing.T) {
 	base := server(t)
-	model := testmodels.Identity(stringSample(t))
+	model := testmodels.Identity(testmodels.StringSample())
 	tests := []struct {
 		name  string
 		shape []int64
@@ -81,7 +69,7 @@ func TestInferBytesJSON(t *testing.T) {
 // binary data, byte for byte, and as JSON.
 func TestInferBytesBinary(t *testing.T) {
 	base := server(t)
-	model := testmodels.Identity(stringSample(t))
+	model := testmodels.Identity(testmodels.StringSample())
 	elems := []string{"", strings.Repeat("long ", 100), "\x01\x7f ünï"}
 	raw := tensor.FromStrings(elems)
 	in := fmt.Sprintf(`{"name":"x","shape":[1,3],"datatype":"BYTES","parameters":{"binary_data_size":%d}}`, len(raw))
@@ -162,7 +150,7 @@ func TestInferBytesNotUTF8(t *testing.T) {
 // covers what decodeData makes of them.)
 func TestInferBytesErrors(t *testing.T) {
 	base := server(t)
-	model := testmodels.Identity(stringSample(t))
+	model := testmodels.Identity(testmodels.StringSample())
 	le := binary.LittleEndian
 	jsonInput := func(shape, data string) []byte {
 		return []byte(`{"inputs":[{"name":"x","shape":` + shape + `,"datatype":"BYTES","data":` + data + `}]}`)

@@ -195,44 +195,41 @@ func providerOptions(o Options) (map[string]string, error) {
 	return opts, nil
 }
 
-func (r *Runtime) appendCUDA(so *ort.SessionOptions, o Options) error {
+// gpuProviderOptions are the options of a GPU execution provider
+// (onnxruntime_go's CUDAProviderOptions and TensorRTProviderOptions).
+type gpuProviderOptions interface {
+	Update(map[string]string) error
+	Destroy() error
+}
+
+// appendGPUProvider adds the GPU execution provider named provider to so,
+// with its options made by create, set from o, and added by add.
+func appendGPUProvider[P gpuProviderOptions](r *Runtime, provider string, o Options, create func() (P, error), add func(P) error) error {
 	opts, err := providerOptions(o)
 	if err != nil {
 		return err
 	}
-	cuda, err := ort.NewCUDAProviderOptions()
+	p, err := create()
 	if err != nil {
-		return r.providerUnavailable("cuda", err)
+		return r.providerUnavailable(provider, err)
 	}
-	defer cuda.Destroy()
-	if err := cuda.Update(opts); err != nil {
+	defer p.Destroy()
+	if err := p.Update(opts); err != nil {
 		// Also how a CPU build fails: it lacks the provider's library.
-		return r.providerUnavailable("cuda", fmt.Errorf("set options %v: %w", opts, err))
+		return r.providerUnavailable(provider, fmt.Errorf("set options %v: %w", opts, err))
 	}
-	if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
-		return r.providerUnavailable("cuda", err)
+	if err := add(p); err != nil {
+		return r.providerUnavailable(provider, err)
 	}
 	return nil
 }
 
+func (r *Runtime) appendCUDA(so *ort.SessionOptions, o Options) error {
+	return appendGPUProvider(r, "cuda", o, ort.NewCUDAProviderOptions, so.AppendExecutionProviderCUDA)
+}
+
 func (r *Runtime) appendTensorRT(so *ort.SessionOptions, o Options) error {
-	opts, err := providerOptions(o)
-	if err != nil {
-		return err
-	}
-	trt, err := ort.NewTensorRTProviderOptions()
-	if err != nil {
-		return r.providerUnavailable("tensorrt", err)
-	}
-	defer trt.Destroy()
-	if err := trt.Update(opts); err != nil {
-		// Also how a CPU build fails: it lacks the provider's library.
-		return r.providerUnavailable("tensorrt", fmt.Errorf("set options %v: %w", opts, err))
-	}
-	if err := so.AppendExecutionProviderTensorRT(trt); err != nil {
-		return r.providerUnavailable("tensorrt", err)
-	}
-	return nil
+	return appendGPUProvider(r, "tensorrt", o, ort.NewTensorRTProviderOptions, so.AppendExecutionProviderTensorRT)
 }
 
 // providerUnavailable explains why a GPU execution provider failed.

@@ -17,24 +17,12 @@ import (
 	"github.com/prepred/prepred/pred/internal/testmodels"
 )
 
-// stringSample is the STRING sample of the test models.
-func stringSample(t *testing.T) testmodels.Sample {
-	t.Helper()
-	for _, s := range testmodels.Samples() {
-		if tensor.IsString(s.DType) {
-			return s
-		}
-	}
-	t.Fatal("testmodels has no STRING sample")
-	return testmodels.Sample{}
-}
-
 // writeStringModel writes the STRING identity model (input "x", output
 // "y", [N 3]) into repo, with dynamic batching that runs only full
 // batches.
 func writeStringModel(t *testing.T, repo string) string {
 	t.Helper()
-	name := testmodels.Identity(stringSample(t))
+	name := testmodels.Identity(testmodels.StringSample())
 	if err := testmodels.Write(repo, name); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +80,7 @@ func TestStringModelBatchesAndValidates(t *testing.T) {
 		t.Errorf("%v executions, want 1 batch of %d", got, requests)
 	}
 
-	valid := stringSample(t).Raw
+	valid := testmodels.StringSample().Raw
 	for _, tt := range []struct {
 		name string
 		data []byte

@@ -106,6 +106,16 @@ func Samples() []Sample {
 	}
 }
 
+// StringSample returns the Sample of the STRING type.
+func StringSample() Sample {
+	for _, s := range Samples() {
+		if tensor.IsString(s.DType) {
+			return s
+		}
+	}
+	panic("testmodels: no STRING sample")
+}
+
 // Names returns the names of every model Write writes.
 func Names() []string {
 	return append([]string{DTypes, DynamicFP16}, IdentityModels()...)
