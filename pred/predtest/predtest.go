@@ -14,20 +14,17 @@
 package predtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +33,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/prepred/prepred/pred/modelgen"
+	"github.com/prepred/prepred/pred/proctest"
 )
 
 // Time limits of a server's life in a test.
@@ -52,9 +50,6 @@ const (
 	// exceeds pred's own shutdown bounds.
 	stopTimeout = 45 * time.Second
 )
-
-// maxLogLine bounds one log line read from the server.
-const maxLogLine = 1 << 20
 
 var (
 	rootOnce sync.Once
@@ -219,15 +214,7 @@ type Server struct {
 	GRPCAddr string
 	HTTPAddr string
 
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has exited and its output is read
-
-	mu       sync.Mutex
-	logs     []string
-	logAdded chan struct{} // closed and replaced whenever a log line arrives
-	stderr   []string
-	exitCode int
-	stopped  bool // Stop or Kill was called
+	proc *proctest.Process
 }
 
 // Start runs pred on 127.0.0.1:0 (gRPC and HTTP) with the generated model
@@ -244,47 +231,13 @@ func Start(tb testing.TB, extraArgs ...string) *Server {
 		"--ort-lib", ORTLibrary(tb),
 	}
 	args = append(args, extraArgs...)
-	s := &Server{cmd: exec.Command(Binary(tb), args...), exited: make(chan struct{}), logAdded: make(chan struct{})}
-	dieWithParent(s.cmd)
-	stdout, err := s.cmd.StdoutPipe()
+	proc, err := proctest.Start("pred", exec.Command(Binary(tb), args...))
 	if err != nil {
 		tb.Fatalf("predtest: %v", err)
 	}
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		tb.Fatalf("predtest: %v", err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		tb.Fatalf("predtest: start pred: %v", err)
-	}
-
-	listening := make(chan [2]string, 1)
-	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() {
-		defer readers.Done()
-		s.readLogs(stdout, listening)
-	}()
-	go func() {
-		defer readers.Done()
-		s.readStderr(stderr)
-	}()
-	go func() {
-		readers.Wait()
-		_ = s.cmd.Wait() // the exit status is in ProcessState
-		s.mu.Lock()
-		s.exitCode = -1
-		if ps := s.cmd.ProcessState; ps != nil {
-			s.exitCode = ps.ExitCode()
-		}
-		s.mu.Unlock()
-		close(s.exited)
-	}()
+	s := &Server{proc: proc}
 	tb.Cleanup(func() {
-		s.mu.Lock()
-		asked := s.stopped
-		s.mu.Unlock()
-		if asked {
+		if s.proc.Stopped() {
 			return
 		}
 		if code := s.Stop(); code != 0 {
@@ -292,62 +245,34 @@ func Start(tb testing.TB, extraArgs ...string) *Server {
 		}
 	})
 
-	timer := time.NewTimer(listenTimeout)
-	defer timer.Stop()
-	select {
-	case addrs := <-listening:
-		s.GRPCAddr, s.HTTPAddr = addrs[0], addrs[1]
-	case <-s.exited:
-		tb.Fatalf("predtest: pred exited with code %d before listening\n%s", s.ExitCode(), s.output())
-	case <-timer.C:
-		s.Kill()
-		tb.Fatalf("predtest: pred did not log \"listening\" within %v\n%s", listenTimeout, s.output())
-	}
-	if err := s.waitServing(); err != nil {
-		s.Kill()
-		tb.Fatalf("predtest: %v\n%s", err, s.output())
-	}
-	return s
-}
-
-// readLogs collects stdout lines and reports the addresses of the
-// "listening" line.
-func (s *Server) readLogs(r io.Reader, listening chan<- [2]string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxLogLine)
-	found := false
-	for sc.Scan() {
-		line := sc.Text()
-		s.mu.Lock()
-		s.logs = append(s.logs, line)
-		close(s.logAdded)
-		s.logAdded = make(chan struct{})
-		s.mu.Unlock()
-		if found {
-			continue
-		}
+	var addrs [2]string // of the "listening" line
+	_, ok := s.proc.WaitLine(0, listenTimeout, func(line string) bool {
 		var entry struct {
 			Msg      string `json:"msg"`
 			GRPCAddr string `json:"grpc_addr"`
 			HTTPAddr string `json:"http_addr"`
 		}
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
-			found = true
-			listening <- [2]string{entry.GRPCAddr, entry.HTTPAddr}
+		if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "listening" {
+			return false
+		}
+		addrs = [2]string{entry.GRPCAddr, entry.HTTPAddr}
+		return true
+	})
+	if !ok {
+		select {
+		case <-s.proc.Exited():
+			tb.Fatalf("predtest: pred exited with code %d before listening\n%s", s.ExitCode(), s.output())
+		default:
+			s.Kill()
+			tb.Fatalf("predtest: pred did not log \"listening\" within %v\n%s", listenTimeout, s.output())
 		}
 	}
-	io.Copy(io.Discard, r) // a line over maxLogLine: keep the pipe drained
-}
-
-func (s *Server) readStderr(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxLogLine)
-	for sc.Scan() {
-		s.mu.Lock()
-		s.stderr = append(s.stderr, sc.Text())
-		s.mu.Unlock()
+	s.GRPCAddr, s.HTTPAddr = addrs[0], addrs[1]
+	if err := s.waitServing(); err != nil {
+		s.Kill()
+		tb.Fatalf("predtest: %v\n%s", err, s.output())
 	}
-	io.Copy(io.Discard, r)
+	return s
 }
 
 // waitServing watches the overall health status until SERVING.
@@ -361,7 +286,7 @@ func (s *Server) waitServing() error {
 	defer cancel()
 	go func() {
 		select {
-		case <-s.exited:
+		case <-s.proc.Exited():
 			cancel()
 		case <-ctx.Done():
 		}
@@ -374,7 +299,7 @@ func (s *Server) waitServing() error {
 		resp, err := stream.Recv()
 		if err != nil {
 			select {
-			case <-s.exited:
+			case <-s.proc.Exited():
 				return fmt.Errorf("pred exited with code %d before serving", s.ExitCode())
 			default:
 				return fmt.Errorf("waiting for health SERVING: %w", err)
@@ -401,52 +326,20 @@ func (s *Server) Dial(tb testing.TB) *grpc.ClientConn {
 // Stop sends SIGTERM, waits for the process to exit (sending SIGKILL after
 // a bound) and returns its exit code (-1 when killed by a signal). It may
 // be called more than once.
-func (s *Server) Stop() int {
-	s.mu.Lock()
-	s.stopped = true
-	s.mu.Unlock()
-	select {
-	case <-s.exited:
-		return s.ExitCode()
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-s.exited:
-	case <-timer.C:
-		s.Kill()
-	}
-	return s.ExitCode()
-}
+func (s *Server) Stop() int { return s.proc.Stop(stopTimeout) }
 
 // Kill sends SIGKILL and waits for the process to exit.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	s.stopped = true
-	s.mu.Unlock()
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-}
+func (s *Server) Kill() { s.proc.Kill() }
 
 // Exited is closed once the process has exited.
-func (s *Server) Exited() <-chan struct{} { return s.exited }
+func (s *Server) Exited() <-chan struct{} { return s.proc.Exited() }
 
 // ExitCode returns the exit code once the process has exited (-1 when it
 // was killed by a signal), and 0 before.
-func (s *Server) ExitCode() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.exitCode
-}
+func (s *Server) ExitCode() int { return s.proc.ExitCode() }
 
 // Logs returns the JSON log lines the server has written to stdout so far.
-func (s *Server) Logs() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.logs...)
-}
+func (s *Server) Logs() []string { return s.proc.Stdout() }
 
 // WaitLog waits until the server has logged a line for which match
 // returns true, and returns it. The server writes a request's log line
@@ -456,55 +349,22 @@ func (s *Server) Logs() []string {
 // line.
 func (s *Server) WaitLog(tb testing.TB, timeout time.Duration, match func(line string) bool) string {
 	tb.Helper()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	seen := 0
-	for {
-		s.mu.Lock()
-		lines, added := s.logs[seen:], s.logAdded
-		s.mu.Unlock()
-		for _, l := range lines {
-			if match(l) {
-				return l
-			}
-		}
-		seen += len(lines)
-		select {
-		case <-added:
-		case <-s.exited:
-			// Every line has been read by now; look at the last ones.
-			for _, l := range s.Logs()[seen:] {
-				if match(l) {
-					return l
-				}
-			}
-			tb.Fatalf("predtest: pred exited without the awaited log line\n%s", s.output())
-		case <-timer.C:
-			tb.Fatalf("predtest: the awaited log line did not come within %v\n%s", timeout, s.output())
-		}
+	line, ok := s.proc.WaitLine(0, timeout, match)
+	if ok {
+		return line
 	}
+	select {
+	case <-s.proc.Exited():
+		tb.Fatalf("predtest: pred exited without the awaited log line\n%s", s.output())
+	default:
+		tb.Fatalf("predtest: the awaited log line did not come within %v\n%s", timeout, s.output())
+	}
+	return ""
 }
 
 // Stderr returns the lines the server (or ONNX Runtime) has written to
 // stderr so far.
-func (s *Server) Stderr() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.stderr...)
-}
+func (s *Server) Stderr() []string { return s.proc.Stderr() }
 
 // output formats the server's output for a failure message.
-func (s *Server) output() string {
-	var b strings.Builder
-	b.WriteString("--- pred stdout ---\n")
-	for _, l := range s.Logs() {
-		b.WriteString(l + "\n")
-	}
-	if e := s.Stderr(); len(e) > 0 {
-		b.WriteString("--- pred stderr ---\n")
-		for _, l := range e {
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
-}
+func (s *Server) output() string { return s.proc.Output() }

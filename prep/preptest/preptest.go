@@ -13,18 +13,16 @@
 package preptest
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prepred/prepred/pred/predtest"
+	"github.com/prepred/prepred/pred/proctest"
 )
 
 // Time limits of a server's life in a test.
@@ -35,9 +33,6 @@ const (
 	// exceeds prep's drain bound at the default request timeouts of tests.
 	stopTimeout = 90 * time.Second
 )
-
-// maxLogLine bounds one log line read from the server.
-const maxLogLine = 1 << 20
 
 var (
 	buildOnce sync.Once
@@ -67,15 +62,7 @@ type Server struct {
 	HTTPAddr string
 	URL      string
 
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has exited and its output is read
-
-	mu       sync.Mutex
-	logs     []string
-	logAdded chan struct{} // closed and replaced whenever a log line arrives
-	stderr   []string
-	exitCode int
-	stopped  bool // Stop, Kill or Signal was called
+	proc *proctest.Process
 }
 
 // Start runs prep on 127.0.0.1:0 with extraArgs (which win over that, e.g.
@@ -87,40 +74,15 @@ type Server struct {
 func Start(tb testing.TB, extraArgs ...string) *Server {
 	tb.Helper()
 	args := append([]string{"--http-addr", "127.0.0.1:0"}, extraArgs...)
-	s := &Server{cmd: exec.Command(Binary(tb), args...), exited: make(chan struct{}), logAdded: make(chan struct{})}
-	s.cmd.Env = cleanEnv()
-	dieWithParent(s.cmd)
-	stdout, err := s.cmd.StdoutPipe()
+	cmd := exec.Command(Binary(tb), args...)
+	cmd.Env = cleanEnv()
+	proc, err := proctest.Start("prep", cmd)
 	if err != nil {
 		tb.Fatalf("preptest: %v", err)
 	}
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		tb.Fatalf("preptest: %v", err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		tb.Fatalf("preptest: start prep: %v", err)
-	}
-
-	var readers sync.WaitGroup
-	readers.Go(func() { s.readLines(stdout, &s.logs) })
-	readers.Go(func() { s.readLines(stderr, &s.stderr) })
-	go func() {
-		readers.Wait()
-		_ = s.cmd.Wait() // the exit status is in ProcessState
-		s.mu.Lock()
-		s.exitCode = -1
-		if ps := s.cmd.ProcessState; ps != nil {
-			s.exitCode = ps.ExitCode()
-		}
-		s.mu.Unlock()
-		close(s.exited)
-	}()
+	s := &Server{proc: proc}
 	tb.Cleanup(func() {
-		s.mu.Lock()
-		asked := s.stopped
-		s.mu.Unlock()
-		if asked {
+		if s.proc.Stopped() {
 			s.Kill() // a no-op once it has exited
 			return
 		}
@@ -129,7 +91,7 @@ func Start(tb testing.TB, extraArgs ...string) *Server {
 		}
 	})
 
-	line, ok := s.waitLog(listenTimeout, func(m map[string]any) bool { return m["msg"] == "listening" })
+	line, ok := s.waitLogFrom(0, listenTimeout, func(m map[string]any) bool { return m["msg"] == "listening" })
 	if !ok {
 		s.Kill()
 		tb.Fatalf("preptest: prep did not log \"listening\" within %v\n%s", listenTimeout, s.Output())
@@ -156,20 +118,6 @@ func cleanEnv() []string {
 	return env
 }
 
-// readLines collects the lines of r into *dst.
-func (s *Server) readLines(r io.Reader, dst *[]string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxLogLine)
-	for sc.Scan() {
-		s.mu.Lock()
-		*dst = append(*dst, sc.Text())
-		close(s.logAdded)
-		s.logAdded = make(chan struct{})
-		s.mu.Unlock()
-	}
-	_, _ = io.Copy(io.Discard, r) // a line over maxLogLine: keep the pipe drained
-}
-
 // WaitLog waits until prep has logged a JSON line (on stdout) for which
 // match returns true and returns it decoded. It fails the test after
 // timeout or when prep exits without such a line.
@@ -180,11 +128,7 @@ func (s *Server) WaitLog(tb testing.TB, timeout time.Duration, match func(map[st
 
 // Mark returns the number of stdout lines logged so far, for
 // WaitLogSince.
-func (s *Server) Mark() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.logs)
-}
+func (s *Server) Mark() int { return s.proc.Mark() }
 
 // WaitLogSince is WaitLog looking only at the lines logged after the
 // first mark lines.
@@ -197,118 +141,53 @@ func (s *Server) WaitLogSince(tb testing.TB, mark int, timeout time.Duration, ma
 	return line
 }
 
-func (s *Server) waitLog(timeout time.Duration, match func(map[string]any) bool) (map[string]any, bool) {
-	return s.waitLogFrom(0, timeout, match)
-}
-
-func (s *Server) waitLogFrom(seen int, timeout time.Duration, match func(map[string]any) bool) (map[string]any, bool) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		lines, added := s.logs[seen:], s.logAdded
-		s.mu.Unlock()
-		for _, l := range lines {
-			var m map[string]any
-			if json.Unmarshal([]byte(l), &m) == nil && match(m) {
-				return m, true
-			}
+// waitLogFrom waits up to timeout for a JSON stdout line after the first
+// mark lines for which match returns true, and returns it decoded.
+func (s *Server) waitLogFrom(mark int, timeout time.Duration, match func(map[string]any) bool) (map[string]any, bool) {
+	var found map[string]any
+	_, ok := s.proc.WaitLine(mark, timeout, func(line string) bool {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || !match(m) {
+			return false
 		}
-		seen += len(lines)
-		select {
-		case <-added:
-		case <-s.exited:
-			for _, l := range s.Logs()[seen:] {
-				var m map[string]any
-				if json.Unmarshal([]byte(l), &m) == nil && match(m) {
-					return m, true
-				}
-			}
-			return nil, false
-		case <-timer.C:
-			return nil, false
-		}
-	}
+		found = m
+		return true
+	})
+	return found, ok
 }
 
 // Signal sends sig to prep without waiting; Wait returns the exit code.
-func (s *Server) Signal(sig os.Signal) error {
-	s.mu.Lock()
-	s.stopped = true
-	s.mu.Unlock()
-	return s.cmd.Process.Signal(sig)
-}
+func (s *Server) Signal(sig os.Signal) error { return s.proc.Signal(sig) }
 
 // Wait waits up to timeout for prep to exit and returns its exit code
 // (-1 when killed by a signal) and whether it exited.
-func (s *Server) Wait(timeout time.Duration) (int, bool) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-s.exited:
-		return s.ExitCode(), true
-	case <-timer.C:
-		return 0, false
-	}
-}
+func (s *Server) Wait(timeout time.Duration) (int, bool) { return s.proc.Wait(timeout) }
 
 // Stop sends SIGTERM, waits for prep to exit (sending SIGKILL after a
 // bound) and returns its exit code. It may be called more than once.
 func (s *Server) Stop() int {
+	// A prep that exited on its own is not marked stopped, so that the
+	// cleanup still reports an exit the test did not ask for.
 	select {
-	case <-s.exited:
-		return s.ExitCode()
+	case <-s.proc.Exited():
+		return s.proc.ExitCode()
 	default:
 	}
-	_ = s.Signal(syscall.SIGTERM)
-	if code, ok := s.Wait(stopTimeout); ok {
-		return code
-	}
-	s.Kill()
-	return s.ExitCode()
+	return s.proc.Stop(stopTimeout)
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	s.stopped = true
-	s.mu.Unlock()
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-}
+func (s *Server) Kill() { s.proc.Kill() }
 
 // Exited is closed once the process has exited.
-func (s *Server) Exited() <-chan struct{} { return s.exited }
+func (s *Server) Exited() <-chan struct{} { return s.proc.Exited() }
 
 // ExitCode returns the exit code once the process has exited (-1 when it
 // was killed by a signal), and 0 before.
-func (s *Server) ExitCode() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.exitCode
-}
+func (s *Server) ExitCode() int { return s.proc.ExitCode() }
 
 // Logs returns the JSON log lines prep has written to stdout so far.
-func (s *Server) Logs() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.logs...)
-}
+func (s *Server) Logs() []string { return s.proc.Stdout() }
 
 // Output formats prep's stdout and stderr for a failure message.
-func (s *Server) Output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b strings.Builder
-	b.WriteString("--- prep stdout ---\n")
-	for _, l := range s.logs {
-		b.WriteString(l + "\n")
-	}
-	if len(s.stderr) > 0 {
-		b.WriteString("--- prep stderr ---\n")
-		for _, l := range s.stderr {
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
-}
+func (s *Server) Output() string { return s.proc.Output() }

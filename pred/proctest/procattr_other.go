@@ -1,6 +1,6 @@
 //go:build !linux
 
-package predtest
+package proctest
 
 import "os/exec"
 
