@@ -162,21 +162,9 @@ func (r *Runner) Metadata(model string, version int64) (*Metadata, error) {
 		Version:  v.Number,
 		Platform: cfg.GetPlatform(),
 		Versions: r.reg.ReadyVersions(v.Model),
-		Inputs:   fullShapes(cfg.GetInputs(), cfg.GetMaxBatchSize()),
-		Outputs:  fullShapes(cfg.GetOutputs(), cfg.GetMaxBatchSize()),
+		Inputs:   v.Model.Inputs(),
+		Outputs:  v.Model.Outputs(),
 	}, nil
-}
-
-func fullShapes(specs []*predv1.TensorSpec, maxBatchSize int32) []*predv1.TensorSpec {
-	out := make([]*predv1.TensorSpec, len(specs))
-	for i, t := range specs {
-		shape := t.GetShape()
-		if maxBatchSize > 0 {
-			shape = append([]int64{-1}, shape...)
-		}
-		out[i] = &predv1.TensorSpec{Name: t.GetName(), Dtype: t.GetDtype(), Shape: shape}
-	}
-	return out
 }
 
 // Ready reports whether a model version (0: any) can serve requests. A

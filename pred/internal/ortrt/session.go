@@ -11,6 +11,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	onnxpb "github.com/prepred/prepred/api/gen/onnx"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/pred/internal/tensor"
 )
@@ -421,40 +422,14 @@ func asBytes[T any](s []T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(zero)))
 }
 
-// dtypes pairs pred's element types with ONNX Runtime's.
-var dtypes = []struct {
-	pred predv1.DataType
-	ort  ort.TensorElementDataType
-}{
-	{predv1.DataType_DATA_TYPE_FLOAT32, ort.TensorElementDataTypeFloat},
-	{predv1.DataType_DATA_TYPE_FLOAT16, ort.TensorElementDataTypeFloat16},
-	{predv1.DataType_DATA_TYPE_FLOAT64, ort.TensorElementDataTypeDouble},
-	{predv1.DataType_DATA_TYPE_INT8, ort.TensorElementDataTypeInt8},
-	{predv1.DataType_DATA_TYPE_INT16, ort.TensorElementDataTypeInt16},
-	{predv1.DataType_DATA_TYPE_INT32, ort.TensorElementDataTypeInt32},
-	{predv1.DataType_DATA_TYPE_INT64, ort.TensorElementDataTypeInt64},
-	{predv1.DataType_DATA_TYPE_UINT8, ort.TensorElementDataTypeUint8},
-	{predv1.DataType_DATA_TYPE_UINT16, ort.TensorElementDataTypeUint16},
-	{predv1.DataType_DATA_TYPE_UINT32, ort.TensorElementDataTypeUint32},
-	{predv1.DataType_DATA_TYPE_UINT64, ort.TensorElementDataTypeUint64},
-	{predv1.DataType_DATA_TYPE_BOOL, ort.TensorElementDataTypeBool},
-	{predv1.DataType_DATA_TYPE_STRING, ort.TensorElementDataTypeString},
-}
-
+// toORT returns ONNX Runtime's element type for d. ONNX Runtime numbers
+// its element types as ONNX's TensorProto.DataType does
+// (onnxruntime_c_api.h), so tensor's mapping to ONNX serves for both.
 func toORT(d predv1.DataType) ort.TensorElementDataType {
-	for _, p := range dtypes {
-		if p.pred == d {
-			return p.ort
-		}
-	}
-	return ort.TensorElementDataTypeUndefined
+	return ort.TensorElementDataType(tensor.ONNXType(d))
 }
 
+// fromORT returns pred's element type for ONNX Runtime's d.
 func fromORT(d ort.TensorElementDataType) (predv1.DataType, bool) {
-	for _, p := range dtypes {
-		if p.ort == d {
-			return p.pred, true
-		}
-	}
-	return predv1.DataType_DATA_TYPE_UNSPECIFIED, false
+	return tensor.FromONNXType(onnxpb.TensorProto_DataType(d))
 }

@@ -91,28 +91,14 @@ func (s *Service) ModelMetadata(ctx context.Context, req *predv1.ModelMetadataRe
 		Model:           m.Name,
 		Version:         v.Number,
 		Versions:        s.reg.ReadyVersions(m),
-		Inputs:          fullShapes(cfg.GetInputs(), cfg.GetMaxBatchSize()),
-		Outputs:         fullShapes(cfg.GetOutputs(), cfg.GetMaxBatchSize()),
+		Inputs:          m.Inputs(),
+		Outputs:         m.Outputs(),
 		Labels:          m.Labels,
 		Preprocess:      cfg.GetPreprocess(),
 		SpecFingerprint: m.Fingerprint,
 		MaxBatchSize:    cfg.GetMaxBatchSize(),
 		OutputKind:      cfg.GetOutputKind(),
 	}, nil
-}
-
-// fullShapes returns the specs with the batch dimension, -1, prepended when
-// the model batches.
-func fullShapes(specs []*predv1.TensorSpec, maxBatchSize int32) []*predv1.TensorSpec {
-	out := make([]*predv1.TensorSpec, len(specs))
-	for i, t := range specs {
-		shape := t.GetShape()
-		if maxBatchSize > 0 {
-			shape = append([]int64{-1}, shape...)
-		}
-		out[i] = &predv1.TensorSpec{Name: t.GetName(), Dtype: t.GetDtype(), Shape: shape}
-	}
-	return out
 }
 
 // ListModels implements PredService.ListModels.

@@ -294,14 +294,19 @@ func (v *Version) checkTensor(spec *predv1.TensorSpec, in tensor.Tensor) (int64,
 // API takes strings NUL-terminated, so an element with a NUL byte would
 // reach the model cut short: it is refused instead.
 func checkStrings(name string, in tensor.Tensor, n int64) error {
-	elems, err := tensor.Strings(in.Data, n)
+	var nul error
+	err := tensor.EachString(in.Data, n, func(i int, s []byte) error {
+		if bytes.IndexByte(s, 0) >= 0 {
+			nul = invalid("input %q: STRING element %d contains a NUL byte, which ONNX Runtime cannot take", name, i)
+			return nul
+		}
+		return nil
+	})
+	if nul != nil {
+		return nul
+	}
 	if err != nil {
 		return invalid("input %q: shape %v of %v: %v", name, in.Shape, in.DType, err)
-	}
-	for i, s := range elems {
-		if bytes.IndexByte(s, 0) >= 0 {
-			return invalid("input %q: STRING element %d contains a NUL byte, which ONNX Runtime cannot take", name, i)
-		}
 	}
 	return nil
 }

@@ -173,6 +173,29 @@ type Model struct {
 	rejected *rejection
 }
 
+// Inputs returns the model's inputs as clients see them: the configured
+// shapes with the batch dimension, -1, first when the model batches.
+func (m *Model) Inputs() []*predv1.TensorSpec {
+	return withBatchDim(m.Config.GetInputs(), m.Config.GetMaxBatchSize())
+}
+
+// Outputs returns the model's outputs as clients see them (see Inputs).
+func (m *Model) Outputs() []*predv1.TensorSpec {
+	return withBatchDim(m.Config.GetOutputs(), m.Config.GetMaxBatchSize())
+}
+
+func withBatchDim(specs []*predv1.TensorSpec, maxBatchSize int32) []*predv1.TensorSpec {
+	out := make([]*predv1.TensorSpec, len(specs))
+	for i, t := range specs {
+		shape := t.GetShape()
+		if maxBatchSize > 0 {
+			shape = append([]int64{-1}, shape...)
+		}
+		out[i] = &predv1.TensorSpec{Name: t.GetName(), Dtype: t.GetDtype(), Shape: shape}
+	}
+	return out
+}
+
 // rejection is a scanned model directory that failed to load, with the
 // stamps its version files had.
 type rejection struct {
@@ -253,6 +276,19 @@ func (v *Version) Closed() <-chan struct{} { return v.closed }
 // name describes v in messages.
 func (v *Version) name() string { return fmt.Sprintf("model %q version %d", v.Model.Name, v.Number) }
 
+// takeOpen is take on a registry that is not closed; it holds nothing
+// when it fails.
+func (r *Registry) takeOpen(ctx context.Context) error {
+	if err := r.take(ctx); err != nil {
+		return err
+	}
+	if err := r.checkOpen(); err != nil {
+		r.give()
+		return err
+	}
+	return nil
+}
+
 // take waits for the right to change the set of models.
 func (r *Registry) take(ctx context.Context) error {
 	select {
@@ -325,13 +361,10 @@ func (r *Registry) Load(ctx context.Context, dir string) error {
 // with the reason; a model or version it would replace keeps serving.
 // Models unloaded by request stay unloaded.
 func (r *Registry) Sync(ctx context.Context) error {
-	if err := r.take(ctx); err != nil {
+	if err := r.takeOpen(ctx); err != nil {
 		return err
 	}
 	defer r.give()
-	if err := r.checkOpen(); err != nil {
-		return err
-	}
 	scanned, err := repository.Scan(r.dir)
 	if err != nil {
 		return err
@@ -386,13 +419,10 @@ func (r *Registry) LoadModel(ctx context.Context, name string) error {
 	if !repository.ValidName(name) {
 		return status.Errorf(codes.InvalidArgument, "invalid model name %q", name)
 	}
-	if err := r.take(ctx); err != nil {
+	if err := r.takeOpen(ctx); err != nil {
 		return err
 	}
 	defer r.give()
-	if err := r.checkOpen(); err != nil {
-		return err
-	}
 	sm, err := repository.ScanModel(r.dir, name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -426,13 +456,10 @@ func (r *Registry) UnloadModel(ctx context.Context, name string) error {
 	if !repository.ValidName(name) {
 		return status.Errorf(codes.InvalidArgument, "invalid model name %q", name)
 	}
-	if err := r.take(ctx); err != nil {
+	if err := r.takeOpen(ctx); err != nil {
 		return err
 	}
 	defer r.give()
-	if err := r.checkOpen(); err != nil {
-		return err
-	}
 	r.mu.Lock()
 	m := r.models[name]
 	if m == nil {

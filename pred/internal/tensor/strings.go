@@ -49,25 +49,54 @@ func FromStrings[S ~string | ~[]byte](vals []S) []byte {
 // elements alias data. It fails unless data holds exactly n well-formed
 // elements, and never allocates for more elements than data can hold.
 func Strings(data []byte, n int64) ([][]byte, error) {
-	if n < 0 || n > MaxStringElements {
-		return nil, fmt.Errorf("a STRING tensor holds at most %d elements, not %d", MaxStringElements, n)
+	if err := checkStringCount(data, n); err != nil {
+		return nil, err
 	}
-	if n > int64(len(data)/stringPrefix) {
-		return nil, fmt.Errorf("%d bytes cannot hold %d STRING elements (each takes a %d-byte length and its bytes)", len(data), n, stringPrefix)
-	}
-	out := make([][]byte, n)
-	rest := data
-	for i := range out {
-		s, r, err := nextString(rest, i)
-		if err != nil {
-			return nil, err
-		}
-		out[i], rest = s, r
-	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("%d bytes follow the %d STRING elements of the shape", len(rest), n)
+	out := make([][]byte, 0, n)
+	err := EachString(data, n, func(_ int, s []byte) error {
+		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// EachString calls fn on each of the n elements of a STRING tensor's Data,
+// in order, without allocating; each element aliases data. It fails as
+// Strings does, or with fn's first error.
+func EachString(data []byte, n int64, fn func(i int, s []byte) error) error {
+	if err := checkStringCount(data, n); err != nil {
+		return err
+	}
+	rest := data
+	for i := range int(n) {
+		s, r, err := nextString(rest, i)
+		if err != nil {
+			return err
+		}
+		if err := fn(i, s); err != nil {
+			return err
+		}
+		rest = r
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("%d bytes follow the %d STRING elements of the shape", len(rest), n)
+	}
+	return nil
+}
+
+// checkStringCount refuses n elements that exceed the ceiling or that
+// data is too short to hold.
+func checkStringCount(data []byte, n int64) error {
+	if n < 0 || n > MaxStringElements {
+		return fmt.Errorf("a STRING tensor holds at most %d elements, not %d", MaxStringElements, n)
+	}
+	if n > int64(len(data)/stringPrefix) {
+		return fmt.Errorf("%d bytes cannot hold %d STRING elements (each takes a %d-byte length and its bytes)", len(data), n, stringPrefix)
+	}
+	return nil
 }
 
 // nextString splits the element at the start of data off the rest.
@@ -92,8 +121,7 @@ func CheckData(d predv1.DataType, shape []int64, data []byte) error {
 		return err
 	}
 	if IsString(d) {
-		_, err := Strings(data, n)
-		return err
+		return EachString(data, n, func(int, []byte) error { return nil })
 	}
 	size := ElementSize(d)
 	if size == 0 {

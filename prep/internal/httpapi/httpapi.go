@@ -127,27 +127,20 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 	})
 
 	// The classic service's routes, on the default model unless ?model=
-	// names another.
+	// names another, and the same per model, by name in the path.
+	for _, g := range []gin.IRoutes{r, r.Group("/v1/models/:model")} {
+		g.GET("/metadata", s.metadata)
+		g.GET("/label", s.label)
+		g.POST("/predict", s.predict)
+		g.POST("/predict/label", s.predictLabel)
+		g.POST("/predict/topk", s.predictTopK)
+		g.POST("/predict/batch", s.predictBatch)
+	}
 	r.GET("/health", s.health)
 	r.GET("/ready", s.ready)
-	r.GET("/metadata", s.metadata)
-	r.GET("/label", s.label)
-	r.POST("/predict", s.predict)
-	r.POST("/predict/label", s.predictLabel)
-	r.POST("/predict/topk", s.predictTopK)
-	r.POST("/predict/batch", s.predictBatch)
 	r.GET("/predict/test", s.predictTest)
 	r.GET("/predict/test/label", s.predictTestLabel)
-
-	// The same per model, by name in the path.
 	r.GET("/v1/models", s.models)
-	m := r.Group("/v1/models/:model")
-	m.GET("/metadata", s.metadata)
-	m.GET("/label", s.label)
-	m.POST("/predict", s.predict)
-	m.POST("/predict/label", s.predictLabel)
-	m.POST("/predict/topk", s.predictTopK)
-	m.POST("/predict/batch", s.predictBatch)
 
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{})))
 	r.GET("/openapi.json", s.openAPI)
