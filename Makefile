@@ -11,7 +11,16 @@ STATICCHECK_VERSION := v0.8.2
 BIN := bin
 TOOLS := .cache/tools/bin
 
-.PHONY: run test check build models onnxruntime helm golden bench fmt
+.PHONY: run test check build models onnxruntime helm golden bench fmt deps-build deps-test
+
+# deps-build and deps-test install the Debian packages the commands below
+# need when they are missing (as root or with passwordless sudo), or stop at
+# once naming them: see scripts/install-deps.sh.
+deps-build:
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh test
 
 onnxruntime:
 	@scripts/install-onnxruntime.sh >/dev/null
@@ -22,13 +31,14 @@ models:
 # golden makes the Pillow reference tensors the imageprep tests compare with
 # (Debian python3-pil and python3-numpy; deterministic, about 2 s).
 golden:
+	@scripts/install-deps.sh golden
 	@test -f testdata/golden/pixels.bin.gz || /usr/bin/python3 scripts/golden/make_golden.py
 
 # helm renders the Kubernetes chart in the deployment tests.
 helm:
 	@scripts/install-helm.sh >/dev/null
 
-build:
+build: deps-build
 	go build -o $(BIN)/pred ./pred/cmd/pred
 	go build -o $(BIN)/prep ./prep/cmd/prep
 
@@ -39,10 +49,10 @@ run: onnxruntime models build
 	trap 'kill -TERM $$pred 2>/dev/null; wait $$pred' EXIT; \
 	$(BIN)/prep --pred-address localhost:50051
 
-test: onnxruntime models helm golden
+test: deps-build deps-test onnxruntime models helm golden
 	ONNXRUNTIME_LIB="$$(scripts/install-onnxruntime.sh)" go test $(GO_TEST_FLAGS) $(MODULES)
 
-check:
+check: deps-build
 	scripts/gen-proto.sh --check
 	@out="$$(gofmt -l api pred prep $$(test -d deploy && echo deploy))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(MODULES)
