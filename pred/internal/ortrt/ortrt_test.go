@@ -301,6 +301,7 @@ func TestOptions(t *testing.T) {
 		{opts: Options{GraphOptimizationLevel: "extended"}},
 		{opts: Options{SessionConfig: map[string]string{"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}}},
 		{opts: Options{SessionConfig: map[string]string{"": "1"}}, wantErr: `session config ""`},
+		{opts: Options{DisableCPUMemArena: true, DisableMemPattern: true}},
 		{opts: Options{GraphOptimizationLevel: "max"}, wantErr: `unknown graph optimization level "max"`},
 		{opts: Options{ExecutionProvider: "tpu"}, wantErr: `unknown execution provider "tpu"`},
 		{opts: Options{IntraOpThreads: -1}, wantErr: "must not be negative"},

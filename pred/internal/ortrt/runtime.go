@@ -88,6 +88,12 @@ type Options struct {
 	// SessionConfig are ONNX Runtime session configuration entries (e.g.
 	// "session.intra_op.allow_spinning": "0"), set as they are.
 	SessionConfig map[string]string
+	// DisableCPUMemArena turns off ONNX Runtime's CPU memory arena, so that
+	// the memory of a burst of large batches returns to the system
+	// afterwards instead of staying reserved for the session's life;
+	// DisableMemPattern turns off the per-shape pre-allocation plans.
+	DisableCPUMemArena bool
+	DisableMemPattern  bool
 	// OutputNames selects the outputs Run computes, in the order Run
 	// returns them; empty means every output of the model, in model order.
 	OutputNames []string
@@ -103,6 +109,8 @@ func FromConfig(rt *predv1.RuntimeOptions) Options {
 		DeviceID:               int(rt.GetDeviceId()),
 		ProviderOptions:        rt.GetProviderOptions(),
 		SessionConfig:          rt.GetSessionConfig(),
+		DisableCPUMemArena:     rt.GetDisableCpuMemArena(),
+		DisableMemPattern:      rt.GetDisableMemPattern(),
 	}
 }
 
@@ -147,6 +155,16 @@ func (r *Runtime) sessionOptions(o Options) (*ort.SessionOptions, error) {
 	for _, k := range slices.Sorted(maps.Keys(o.SessionConfig)) {
 		if err := so.AddSessionConfigEntry(k, o.SessionConfig[k]); err != nil {
 			return nil, fmt.Errorf("session config %q = %q: %w", k, o.SessionConfig[k], err)
+		}
+	}
+	if o.DisableCPUMemArena {
+		if err := so.SetCpuMemArena(false); err != nil {
+			return nil, fmt.Errorf("disable the CPU memory arena: %w", err)
+		}
+	}
+	if o.DisableMemPattern {
+		if err := so.SetMemPattern(false); err != nil {
+			return nil, fmt.Errorf("disable memory patterns: %w", err)
 		}
 	}
 	level, known := graphOptimizationLevels[o.GraphOptimizationLevel]
