@@ -275,10 +275,11 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 		MaxQueueSize:      cfg.serving.maxQueueSize,
 	})
 	runner := infer.New(reg, m)
+	predSvc := predservice.New(reg, m)
 	version := oip.ServerVersion()
 	ortSrv := ortserver.New(runner, ortserver.Options{DefaultModel: cfg.defaultModel})
 	grpcSrv = grpcserver.NewWithOptions(log, grpcserver.Options{MaxConnectionAge: cfg.serving.maxConnectionAge, MaxConnectionAgeGrace: grpcserver.DefaultMaxConnectionAgeGrace},
-		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predservice.New(reg, m)},
+		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predSvc},
 		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(runner, oip.Options{Ready: ready.Load, Version: version})},
 		grpcserver.Service{Desc: &ortserverpb.PredictionService_ServiceDesc, Impl: ortSrv},
 	)
@@ -352,6 +353,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 	stopPolling()
 	<-polling
 	ready.Store(false)
+	predSvc.StopWatches() // model watches would hold the graceful stop
 	if !grpcSrv.Shutdown(gracefulStopTimeout) {
 		log.Warn("graceful stop timed out; cancelled the remaining RPCs", zap.Duration("timeout", gracefulStopTimeout))
 	}

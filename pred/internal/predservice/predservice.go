@@ -1,6 +1,7 @@
 // Package predservice implements pred's native gRPC API,
 // prepred.pred.v1.PredService: raw tensor bytes in and out, model metadata
-// with the preprocessing contract, and the list of served models.
+// with the preprocessing contract, the list of served models and a stream
+// of their state changes.
 //
 // Shapes in ModelMetadata are full tensor shapes, as a request must send
 // them: when max_batch_size > 0 the batch dimension is prepended as -1
@@ -28,11 +29,12 @@ type Service struct {
 	predv1.UnimplementedPredServiceServer
 	reg     *registry.Registry
 	metrics *metrics.Metrics
+	watch   *watchers
 }
 
 // New returns the service serving the models of reg and recording into m.
 func New(reg *registry.Registry, m *metrics.Metrics) *Service {
-	return &Service{reg: reg, metrics: m}
+	return &Service{reg: reg, metrics: m, watch: newWatchers(MaxWatchers)}
 }
 
 // Predict implements PredService.Predict.
@@ -106,7 +108,7 @@ func (s *Service) ListModels(context.Context, *predv1.ListModelsRequest) (*predv
 	states := s.reg.List()
 	resp := &predv1.ListModelsResponse{Models: make([]*predv1.ModelVersionState, len(states))}
 	for i, st := range states {
-		resp.Models[i] = &predv1.ModelVersionState{Model: st.Model, Version: st.Version, State: string(st.State), Reason: st.Reason}
+		resp.Models[i] = versionState(st)
 	}
 	return resp, nil
 }

@@ -361,10 +361,17 @@ func TestListModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fingerprint := func(name string) string {
+		fp, err := spec.Fingerprint(f.configs[name].GetPreprocess())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
 	want := []*predv1.ModelVersionState{
-		{Model: "colors", Version: 1, State: "READY"},
+		{Model: "colors", Version: 1, State: "READY", SpecFingerprint: fingerprint("colors")},
 		{Model: testmodels.DTypes, Version: 1, State: "READY"},
-		{Model: "resnet50", Version: 1, State: "READY"},
+		{Model: "resnet50", Version: 1, State: "READY", SpecFingerprint: fingerprint("resnet50")},
 	}
 	if len(resp.GetModels()) != len(want) {
 		t.Fatalf("models = %v, want %v", resp.GetModels(), want)

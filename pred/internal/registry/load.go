@@ -55,6 +55,7 @@ func (r *Registry) loadVersion(ctx context.Context, v *Version) {
 		sess = nil
 	}
 
+	defer r.signalChange() // after the unlock: watchers see the new state
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil && r.closed {
@@ -142,6 +143,7 @@ func (r *Registry) retireLocked(vs []*Version) {
 			delete(r.retiring, v)
 			v.state, v.reason = StateUnavailable, reasonUnloaded
 			r.mu.Unlock()
+			r.signalChange()
 			close(v.closed)
 			if err != nil {
 				r.log.Error("close model version", zap.String("model", v.Model.Name), zap.Int64("version", v.Number), zap.Error(err))

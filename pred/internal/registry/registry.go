@@ -107,6 +107,11 @@ type Registry struct {
 	closed   bool
 	// drains counts the goroutines closing retiring versions.
 	drains sync.WaitGroup
+
+	// changeMu guards changed, which is closed and replaced at every
+	// change of state (see Changes).
+	changeMu sync.Mutex
+	changed  chan struct{}
 }
 
 // New returns an empty registry that opens sessions with rt.
@@ -133,6 +138,7 @@ func New(rt *ortrt.Runtime, o Options) *Registry {
 		unloaded: map[string]bool{},
 		models:   map[string]*Model{},
 		retiring: map[*Version]bool{},
+		changed:  make(chan struct{}),
 	}
 	r.changing <- struct{}{}
 	o.Metrics.SetModelStates(r.modelStates)
@@ -214,6 +220,7 @@ func (r *Registry) Close(ctx context.Context) error {
 		return fmt.Errorf("close model registry: requests still in flight: %w", ctx.Err())
 	}
 
+	defer r.signalChange()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error

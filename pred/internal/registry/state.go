@@ -8,7 +8,10 @@ import (
 	"github.com/prepred/prepred/pred/internal/metrics"
 )
 
+// notify reports that the state of a model may have changed: to
+// OnModelState, and to the watchers of Changes.
 func (r *Registry) notify(name string) {
+	r.signalChange()
 	if r.onState == nil {
 		return
 	}
@@ -27,6 +30,27 @@ type VersionState struct {
 	Version int64  `json:"version"`
 	State   State  `json:"state"`
 	Reason  string `json:"reason,omitempty"`
+	// Fingerprint is the spec fingerprint of the version's model; empty
+	// without a spec.
+	Fingerprint string `json:"spec_fingerprint,omitempty"`
+}
+
+// Changes returns a channel that is closed at the next change of a model
+// version's state, so that a watcher compares List before and after. Many
+// changes may happen before a watcher calls List again: it sees the latest
+// state, and no change waits for a watcher.
+func (r *Registry) Changes() <-chan struct{} {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
+	return r.changed
+}
+
+// signalChange wakes the watchers of Changes.
+func (r *Registry) signalChange() {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
 // List returns the state of every model version, those finishing their
@@ -38,7 +62,7 @@ func (r *Registry) List() []VersionState {
 	var out []VersionState
 	for _, m := range r.models {
 		if m.state == StateUnavailable || len(m.versions) == 0 {
-			out = append(out, VersionState{Model: m.Name, State: StateUnavailable, Reason: m.reason})
+			out = append(out, VersionState{Model: m.Name, State: StateUnavailable, Reason: m.reason, Fingerprint: m.Fingerprint})
 			continue
 		}
 		for _, v := range m.versions {
@@ -46,7 +70,7 @@ func (r *Registry) List() []VersionState {
 			if v.state == StateReady {
 				reason = m.note
 			}
-			out = append(out, VersionState{Model: m.Name, Version: v.Number, State: v.state, Reason: reason})
+			out = append(out, VersionState{Model: m.Name, Version: v.Number, State: v.state, Reason: reason, Fingerprint: m.Fingerprint})
 		}
 	}
 	for v := range r.retiring {
@@ -55,7 +79,7 @@ func (r *Registry) List() []VersionState {
 		if m := r.models[v.Model.Name]; m != nil && slices.ContainsFunc(m.versions, func(c *Version) bool { return c.Number == v.Number }) {
 			continue
 		}
-		out = append(out, VersionState{Model: v.Model.Name, Version: v.Number, State: StateUnloading})
+		out = append(out, VersionState{Model: v.Model.Name, Version: v.Number, State: StateUnloading, Fingerprint: v.Model.Fingerprint})
 	}
 	slices.SortFunc(out, func(a, b VersionState) int {
 		return cmp.Or(cmp.Compare(a.Model, b.Model), cmp.Compare(a.Version, b.Version))

@@ -482,12 +482,16 @@ type ModelVersionState struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Model   string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	Version int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	// state is one of "LOADING", "READY", "UNAVAILABLE".
+	// state is one of "LOADING", "READY", "UNLOADING" (finishing its
+	// in-flight requests before it closes), "UNAVAILABLE".
 	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	// reason explains a state other than READY.
-	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// spec_fingerprint is the fingerprint of the version's PreprocessSpec,
+	// as ModelMetadata announces it; empty without a spec.
+	SpecFingerprint string `protobuf:"bytes,5,opt,name=spec_fingerprint,json=specFingerprint,proto3" json:"spec_fingerprint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ModelVersionState) Reset() {
@@ -548,6 +552,170 @@ func (x *ModelVersionState) GetReason() string {
 	return ""
 }
 
+func (x *ModelVersionState) GetSpecFingerprint() string {
+	if x != nil {
+		return x.SpecFingerprint
+	}
+	return ""
+}
+
+type WatchModelsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// models, if not empty, limits the stream to these models.
+	Models        []string `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchModelsRequest) Reset() {
+	*x = WatchModelsRequest{}
+	mi := &file_prepred_pred_v1_pred_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchModelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchModelsRequest) ProtoMessage() {}
+
+func (x *WatchModelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_prepred_pred_v1_pred_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchModelsRequest.ProtoReflect.Descriptor instead.
+func (*WatchModelsRequest) Descriptor() ([]byte, []int) {
+	return file_prepred_pred_v1_pred_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WatchModelsRequest) GetModels() []string {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+type WatchModelsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// snapshot is true on the first message of a stream: models then holds
+	// every model pred knows (of those asked for). Otherwise models holds the
+	// models that changed since the previous message.
+	Snapshot      bool          `protobuf:"varint,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Models        []*ModelState `protobuf:"bytes,2,rep,name=models,proto3" json:"models,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchModelsResponse) Reset() {
+	*x = WatchModelsResponse{}
+	mi := &file_prepred_pred_v1_pred_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchModelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchModelsResponse) ProtoMessage() {}
+
+func (x *WatchModelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_prepred_pred_v1_pred_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchModelsResponse.ProtoReflect.Descriptor instead.
+func (*WatchModelsResponse) Descriptor() ([]byte, []int) {
+	return file_prepred_pred_v1_pred_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WatchModelsResponse) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+func (x *WatchModelsResponse) GetModels() []*ModelState {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+// ModelState is the state of every version of one model.
+type ModelState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// versions lists the model's versions, ascending, as ListModels does: a
+	// model whose configuration failed, or that was unloaded, is one entry
+	// with version 0 and state "UNAVAILABLE". Empty: pred no longer has the
+	// model (removed from the model repository).
+	Versions      []*ModelVersionState `protobuf:"bytes,2,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelState) Reset() {
+	*x = ModelState{}
+	mi := &file_prepred_pred_v1_pred_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelState) ProtoMessage() {}
+
+func (x *ModelState) ProtoReflect() protoreflect.Message {
+	mi := &file_prepred_pred_v1_pred_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelState.ProtoReflect.Descriptor instead.
+func (*ModelState) Descriptor() ([]byte, []int) {
+	return file_prepred_pred_v1_pred_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ModelState) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ModelState) GetVersions() []*ModelVersionState {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 var File_prepred_pred_v1_pred_proto protoreflect.FileDescriptor
 
 const file_prepred_pred_v1_pred_proto_rawDesc = "" +
@@ -587,17 +755,28 @@ const file_prepred_pred_v1_pred_proto_rawDesc = "" +
 	"outputKind\"\x13\n" +
 	"\x11ListModelsRequest\"P\n" +
 	"\x12ListModelsResponse\x12:\n" +
-	"\x06models\x18\x01 \x03(\v2\".prepred.pred.v1.ModelVersionStateR\x06models\"q\n" +
+	"\x06models\x18\x01 \x03(\v2\".prepred.pred.v1.ModelVersionStateR\x06models\"\x9c\x01\n" +
 	"\x11ModelVersionState\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\x92\x02\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12)\n" +
+	"\x10spec_fingerprint\x18\x05 \x01(\tR\x0fspecFingerprint\",\n" +
+	"\x12WatchModelsRequest\x12\x16\n" +
+	"\x06models\x18\x01 \x03(\tR\x06models\"f\n" +
+	"\x13WatchModelsResponse\x12\x1a\n" +
+	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\x123\n" +
+	"\x06models\x18\x02 \x03(\v2\x1b.prepred.pred.v1.ModelStateR\x06models\"b\n" +
+	"\n" +
+	"ModelState\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12>\n" +
+	"\bversions\x18\x02 \x03(\v2\".prepred.pred.v1.ModelVersionStateR\bversions2\xee\x02\n" +
 	"\vPredService\x12L\n" +
 	"\aPredict\x12\x1f.prepred.pred.v1.PredictRequest\x1a .prepred.pred.v1.PredictResponse\x12^\n" +
 	"\rModelMetadata\x12%.prepred.pred.v1.ModelMetadataRequest\x1a&.prepred.pred.v1.ModelMetadataResponse\x12U\n" +
 	"\n" +
-	"ListModels\x12\".prepred.pred.v1.ListModelsRequest\x1a#.prepred.pred.v1.ListModelsResponseB;Z9github.com/prepred/prepred/api/gen/prepred/pred/v1;predv1b\x06proto3"
+	"ListModels\x12\".prepred.pred.v1.ListModelsRequest\x1a#.prepred.pred.v1.ListModelsResponse\x12Z\n" +
+	"\vWatchModels\x12#.prepred.pred.v1.WatchModelsRequest\x1a$.prepred.pred.v1.WatchModelsResponse0\x01B;Z9github.com/prepred/prepred/api/gen/prepred/pred/v1;predv1b\x06proto3"
 
 var (
 	file_prepred_pred_v1_pred_proto_rawDescOnce sync.Once
@@ -611,7 +790,7 @@ func file_prepred_pred_v1_pred_proto_rawDescGZIP() []byte {
 	return file_prepred_pred_v1_pred_proto_rawDescData
 }
 
-var file_prepred_pred_v1_pred_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_prepred_pred_v1_pred_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_prepred_pred_v1_pred_proto_goTypes = []any{
 	(*Tensor)(nil),                // 0: prepred.pred.v1.Tensor
 	(*PredictRequest)(nil),        // 1: prepred.pred.v1.PredictRequest
@@ -621,31 +800,38 @@ var file_prepred_pred_v1_pred_proto_goTypes = []any{
 	(*ListModelsRequest)(nil),     // 5: prepred.pred.v1.ListModelsRequest
 	(*ListModelsResponse)(nil),    // 6: prepred.pred.v1.ListModelsResponse
 	(*ModelVersionState)(nil),     // 7: prepred.pred.v1.ModelVersionState
-	(DataType)(0),                 // 8: prepred.pred.v1.DataType
-	(*TensorSpec)(nil),            // 9: prepred.pred.v1.TensorSpec
-	(*PreprocessSpec)(nil),        // 10: prepred.pred.v1.PreprocessSpec
-	(OutputKind)(0),               // 11: prepred.pred.v1.OutputKind
+	(*WatchModelsRequest)(nil),    // 8: prepred.pred.v1.WatchModelsRequest
+	(*WatchModelsResponse)(nil),   // 9: prepred.pred.v1.WatchModelsResponse
+	(*ModelState)(nil),            // 10: prepred.pred.v1.ModelState
+	(DataType)(0),                 // 11: prepred.pred.v1.DataType
+	(*TensorSpec)(nil),            // 12: prepred.pred.v1.TensorSpec
+	(*PreprocessSpec)(nil),        // 13: prepred.pred.v1.PreprocessSpec
+	(OutputKind)(0),               // 14: prepred.pred.v1.OutputKind
 }
 var file_prepred_pred_v1_pred_proto_depIdxs = []int32{
-	8,  // 0: prepred.pred.v1.Tensor.dtype:type_name -> prepred.pred.v1.DataType
+	11, // 0: prepred.pred.v1.Tensor.dtype:type_name -> prepred.pred.v1.DataType
 	0,  // 1: prepred.pred.v1.PredictRequest.inputs:type_name -> prepred.pred.v1.Tensor
 	0,  // 2: prepred.pred.v1.PredictResponse.outputs:type_name -> prepred.pred.v1.Tensor
-	9,  // 3: prepred.pred.v1.ModelMetadataResponse.inputs:type_name -> prepred.pred.v1.TensorSpec
-	9,  // 4: prepred.pred.v1.ModelMetadataResponse.outputs:type_name -> prepred.pred.v1.TensorSpec
-	10, // 5: prepred.pred.v1.ModelMetadataResponse.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
-	11, // 6: prepred.pred.v1.ModelMetadataResponse.output_kind:type_name -> prepred.pred.v1.OutputKind
+	12, // 3: prepred.pred.v1.ModelMetadataResponse.inputs:type_name -> prepred.pred.v1.TensorSpec
+	12, // 4: prepred.pred.v1.ModelMetadataResponse.outputs:type_name -> prepred.pred.v1.TensorSpec
+	13, // 5: prepred.pred.v1.ModelMetadataResponse.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
+	14, // 6: prepred.pred.v1.ModelMetadataResponse.output_kind:type_name -> prepred.pred.v1.OutputKind
 	7,  // 7: prepred.pred.v1.ListModelsResponse.models:type_name -> prepred.pred.v1.ModelVersionState
-	1,  // 8: prepred.pred.v1.PredService.Predict:input_type -> prepred.pred.v1.PredictRequest
-	3,  // 9: prepred.pred.v1.PredService.ModelMetadata:input_type -> prepred.pred.v1.ModelMetadataRequest
-	5,  // 10: prepred.pred.v1.PredService.ListModels:input_type -> prepred.pred.v1.ListModelsRequest
-	2,  // 11: prepred.pred.v1.PredService.Predict:output_type -> prepred.pred.v1.PredictResponse
-	4,  // 12: prepred.pred.v1.PredService.ModelMetadata:output_type -> prepred.pred.v1.ModelMetadataResponse
-	6,  // 13: prepred.pred.v1.PredService.ListModels:output_type -> prepred.pred.v1.ListModelsResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 8: prepred.pred.v1.WatchModelsResponse.models:type_name -> prepred.pred.v1.ModelState
+	7,  // 9: prepred.pred.v1.ModelState.versions:type_name -> prepred.pred.v1.ModelVersionState
+	1,  // 10: prepred.pred.v1.PredService.Predict:input_type -> prepred.pred.v1.PredictRequest
+	3,  // 11: prepred.pred.v1.PredService.ModelMetadata:input_type -> prepred.pred.v1.ModelMetadataRequest
+	5,  // 12: prepred.pred.v1.PredService.ListModels:input_type -> prepred.pred.v1.ListModelsRequest
+	8,  // 13: prepred.pred.v1.PredService.WatchModels:input_type -> prepred.pred.v1.WatchModelsRequest
+	2,  // 14: prepred.pred.v1.PredService.Predict:output_type -> prepred.pred.v1.PredictResponse
+	4,  // 15: prepred.pred.v1.PredService.ModelMetadata:output_type -> prepred.pred.v1.ModelMetadataResponse
+	6,  // 16: prepred.pred.v1.PredService.ListModels:output_type -> prepred.pred.v1.ListModelsResponse
+	9,  // 17: prepred.pred.v1.PredService.WatchModels:output_type -> prepred.pred.v1.WatchModelsResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_prepred_pred_v1_pred_proto_init() }
@@ -661,7 +847,7 @@ func file_prepred_pred_v1_pred_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_prepred_pred_v1_pred_proto_rawDesc), len(file_prepred_pred_v1_pred_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

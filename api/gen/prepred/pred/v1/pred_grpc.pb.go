@@ -22,6 +22,7 @@ const (
 	PredService_Predict_FullMethodName       = "/prepred.pred.v1.PredService/Predict"
 	PredService_ModelMetadata_FullMethodName = "/prepred.pred.v1.PredService/ModelMetadata"
 	PredService_ListModels_FullMethodName    = "/prepred.pred.v1.PredService/ListModels"
+	PredService_WatchModels_FullMethodName   = "/prepred.pred.v1.PredService/WatchModels"
 )
 
 // PredServiceClient is the client API for PredService service.
@@ -38,6 +39,12 @@ type PredServiceClient interface {
 	ModelMetadata(ctx context.Context, in *ModelMetadataRequest, opts ...grpc.CallOption) (*ModelMetadataResponse, error)
 	// ListModels lists the models pred serves.
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
+	// WatchModels streams the state of the models pred serves: first a
+	// snapshot of every model, then each model whose versions changed (state
+	// or spec fingerprint), as it changes. A watcher that reads slowly gets
+	// the latest state of each model, not every state in between. pred
+	// bounds the number of concurrent watches (RESOURCE_EXHAUSTED beyond).
+	WatchModels(ctx context.Context, in *WatchModelsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchModelsResponse], error)
 }
 
 type predServiceClient struct {
@@ -78,6 +85,25 @@ func (c *predServiceClient) ListModels(ctx context.Context, in *ListModelsReques
 	return out, nil
 }
 
+func (c *predServiceClient) WatchModels(ctx context.Context, in *WatchModelsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchModelsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PredService_ServiceDesc.Streams[0], PredService_WatchModels_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchModelsRequest, WatchModelsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PredService_WatchModelsClient = grpc.ServerStreamingClient[WatchModelsResponse]
+
 // PredServiceServer is the server API for PredService service.
 // All implementations must embed UnimplementedPredServiceServer
 // for forward compatibility.
@@ -92,6 +118,12 @@ type PredServiceServer interface {
 	ModelMetadata(context.Context, *ModelMetadataRequest) (*ModelMetadataResponse, error)
 	// ListModels lists the models pred serves.
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
+	// WatchModels streams the state of the models pred serves: first a
+	// snapshot of every model, then each model whose versions changed (state
+	// or spec fingerprint), as it changes. A watcher that reads slowly gets
+	// the latest state of each model, not every state in between. pred
+	// bounds the number of concurrent watches (RESOURCE_EXHAUSTED beyond).
+	WatchModels(*WatchModelsRequest, grpc.ServerStreamingServer[WatchModelsResponse]) error
 	mustEmbedUnimplementedPredServiceServer()
 }
 
@@ -110,6 +142,9 @@ func (UnimplementedPredServiceServer) ModelMetadata(context.Context, *ModelMetad
 }
 func (UnimplementedPredServiceServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListModels not implemented")
+}
+func (UnimplementedPredServiceServer) WatchModels(*WatchModelsRequest, grpc.ServerStreamingServer[WatchModelsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchModels not implemented")
 }
 func (UnimplementedPredServiceServer) mustEmbedUnimplementedPredServiceServer() {}
 func (UnimplementedPredServiceServer) testEmbeddedByValue()                     {}
@@ -186,6 +221,17 @@ func _PredService_ListModels_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PredService_WatchModels_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchModelsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PredServiceServer).WatchModels(m, &grpc.GenericServerStream[WatchModelsRequest, WatchModelsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PredService_WatchModelsServer = grpc.ServerStreamingServer[WatchModelsResponse]
+
 // PredService_ServiceDesc is the grpc.ServiceDesc for PredService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,6 +252,12 @@ var PredService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PredService_ListModels_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchModels",
+			Handler:       _PredService_WatchModels_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "prepred/pred/v1/pred.proto",
 }
