@@ -9,10 +9,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // defaultTimeout bounds one probe; it stays below the 5 s timeout that the
@@ -79,26 +75,6 @@ func probeAddr(addr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-func probeGRPC(ctx context.Context, addr, service string) (string, error) {
-	target, err := probeAddr(addr)
-	if err != nil {
-		return "", err
-	}
-	conn, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return "", fmt.Errorf("grpc client for %s: %w", target, err)
-	}
-	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
-	if err != nil {
-		return "", fmt.Errorf("grpc health check of %s (service %q): %w", target, service, err)
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return "", fmt.Errorf("grpc health of %s (service %q) is %s", target, service, resp.GetStatus())
-	}
-	return fmt.Sprintf("grpc %s service %q %s", target, service, resp.GetStatus()), nil
 }
 
 func probeHTTP(ctx context.Context, addr, path string) (string, error) {

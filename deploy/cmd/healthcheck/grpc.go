@@ -1,0 +1,34 @@
+//go:build !nogrpc
+
+// The gRPC probe; building with -tags nogrpc leaves it out (nogrpc.go).
+
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func probeGRPC(ctx context.Context, addr, service string) (string, error) {
+	target, err := probeAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", fmt.Errorf("grpc client for %s: %w", target, err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return "", fmt.Errorf("grpc health check of %s (service %q): %w", target, service, err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return "", fmt.Errorf("grpc health of %s (service %q) is %s", target, service, resp.GetStatus())
+	}
+	return fmt.Sprintf("grpc %s service %q %s", target, service, resp.GetStatus()), nil
+}
