@@ -118,3 +118,10 @@ func HTTPRefusal(max int) []byte {
 		"Connection: close\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 }
+
+// Attach sets the listener l accepts from, for a Listener made with
+// Limit(nil, ...) before its listener exists, and returns l.
+func (l *Listener) Attach(inner net.Listener) *Listener {
+	l.Listener = inner
+	return l
+}

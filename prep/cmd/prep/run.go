@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/prep/internal/httpapi"
 	"github.com/prepred/prepred/prep/internal/imageprep"
 	"github.com/prepred/prepred/prep/internal/predclient"
@@ -23,9 +24,15 @@ const (
 	// readHeaderTimeout bounds how long a client may take to send its
 	// request headers.
 	readHeaderTimeout = 10 * time.Second
-	// readTimeout bounds reading a whole request, body included (a 32 MiB
-	// body at 1 MB/s).
-	readTimeout = 60 * time.Second
+	// defaultReadTimeout bounds reading a whole request, body included (a
+	// 32 MiB body at 1 MB/s), so that a slow client holds its share of the
+	// in-flight budget no longer than this.
+	defaultReadTimeout = 60 * time.Second
+	// maxHeaderBytes bounds a request's headers, which no budget counts.
+	maxHeaderBytes = 64 << 10
+	// defaultMaxConnections bounds open connections: an idle keep-alive
+	// connection costs about 20 KiB (buffers and a goroutine).
+	defaultMaxConnections = 1024
 	// idleTimeout closes keep-alive connections idle this long.
 	idleTimeout = 120 * time.Second
 	// drainGrace is added to the longest request timeout to bound a
@@ -47,6 +54,15 @@ type config struct {
 	maxPixels         int64
 	maxBatchImages    int
 	logLevel          zapcore.Level
+	overload          overloadConfig
+}
+
+// overloadConfig bounds the memory and connections of requests in flight.
+type overloadConfig struct {
+	maxInflightBytes int64
+	maxDecodeBytes   int64
+	maxConnections   int
+	readTimeout      time.Duration
 }
 
 // flagEnv names the environment variable of each flag, in flag order.
@@ -60,6 +76,10 @@ var flagEnv = []struct{ flag, env string }{
 	{"max-body-bytes", "PREP_MAX_BODY_BYTES"},
 	{"max-pixels", "PREP_MAX_PIXELS"},
 	{"max-batch-images", "PREP_MAX_BATCH_IMAGES"},
+	{"max-inflight-bytes", "PREP_MAX_INFLIGHT_BYTES"},
+	{"max-decode-bytes", "PREP_MAX_DECODE_BYTES"},
+	{"max-connections", "PREP_MAX_CONNECTIONS"},
+	{"read-timeout", "PREP_READ_TIMEOUT"},
 	{"log-level", "PREP_LOG_LEVEL"},
 }
 
@@ -79,6 +99,10 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 32<<20, "largest request body accepted, in bytes (JSON, multipart or raw image)")
 	fs.Int64Var(&cfg.maxPixels, "max-pixels", 50_000_000, "largest image accepted, in pixels (width*height), checked before decoding")
 	fs.IntVar(&cfg.maxBatchImages, "max-batch-images", 32, "most images one /predict/batch request may carry; the model's max_batch_size bounds it further")
+	fs.Int64Var(&cfg.overload.maxInflightBytes, "max-inflight-bytes", inflight.DefaultLimit(), "memory all requests in flight may hold, in bytes: bodies (reserved by Content-Length before they are read), decoded payloads and tensors; beyond it requests get 503 overloaded at once (default: 1/8 of the cgroup or machine memory, 64 MiB to 2 GiB)")
+	fs.Int64Var(&cfg.overload.maxDecodeBytes, "max-decode-bytes", httpapi.DefaultMaxDecodeBytes, "memory of the images being decoded at once, in bytes (width*height*4 each); an image waits for room within its request timeout")
+	fs.IntVar(&cfg.overload.maxConnections, "max-connections", defaultMaxConnections, "most open connections; beyond it new ones get 503 overloaded and are closed (0: no limit)")
+	fs.DurationVar(&cfg.overload.readTimeout, "read-timeout", defaultReadTimeout, "time a client has to send a whole request, body included")
 	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: prep [flags]\n\nEach flag can also be set by its environment variable; a flag given on the command line wins.")
@@ -118,6 +142,14 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		return cfg, fmt.Errorf("-max-body-bytes %d must be positive", cfg.maxBodyBytes)
 	case cfg.maxPixels <= 0:
 		return cfg, fmt.Errorf("-max-pixels %d must be positive", cfg.maxPixels)
+	case cfg.overload.maxInflightBytes < cfg.maxBodyBytes:
+		return cfg, fmt.Errorf("-max-inflight-bytes %d must be at least -max-body-bytes %d, or the largest bodies could never be served", cfg.overload.maxInflightBytes, cfg.maxBodyBytes)
+	case cfg.overload.maxDecodeBytes <= 0:
+		return cfg, fmt.Errorf("-max-decode-bytes %d must be positive", cfg.overload.maxDecodeBytes)
+	case cfg.overload.maxConnections < 0:
+		return cfg, fmt.Errorf("-max-connections %d must be 0 (no limit) or positive", cfg.overload.maxConnections)
+	case cfg.overload.readTimeout <= 0:
+		return cfg, fmt.Errorf("-read-timeout %v must be positive", cfg.overload.readTimeout)
 	}
 	return cfg, nil
 }
@@ -162,8 +194,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer refresh.Wait()
 	defer stopRefresh()
 
+	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
+	// A plaintext listener answers connections beyond the limit with a
+	// 503; behind TLS it could only close them.
+	conns := inflight.Limit(nil, cfg.overload.maxConnections, inflight.ListenerOptions{
+		Refusal: inflight.HTTPRefusal(cfg.overload.maxConnections),
+		OnRefused: func(n int64) {
+			log.Warn("connections refused: the listener has its maximum open", zap.Int64("refused", n), zap.Int("max_connections", cfg.overload.maxConnections))
+		},
+	})
 	srv := &http.Server{
 		Handler: httpapi.New(httpapi.Config{
+			Budget:         budget,
+			MaxDecodeBytes: cfg.overload.maxDecodeBytes,
+			Listener:       conns,
 			Client:            client,
 			Logger:            log.Named("http"),
 			RequestTimeout:    cfg.requestTimeout,
@@ -172,7 +216,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			MaxBatchImages:    cfg.maxBatchImages,
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
+		ReadTimeout:       cfg.overload.readTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
@@ -180,6 +225,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.httpAddr, err)
 	}
+	ln = conns.Attach(ln)
 	log.Info("listening",
 		zap.String("http_addr", ln.Addr().String()),
 		zap.String("pred_address", predclient.Target(cfg.predAddress)),

@@ -15,7 +15,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/prep/internal/fakepred"
+	"github.com/prepred/prepred/prep/internal/httpapi"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -27,6 +29,7 @@ func TestParseConfig(t *testing.T) {
 		httpAddr: ":8000", predAddress: "localhost:50051", model: "resnet50",
 		requestTimeout: 10 * time.Second, maxRequestTimeout: time.Minute, maxBodyBytes: 32 << 20, maxPixels: 50_000_000,
 		maxBatchImages: 32, logLevel: zapcore.InfoLevel,
+		overload: overloadConfig{maxInflightBytes: inflight.DefaultLimit(), maxDecodeBytes: httpapi.DefaultMaxDecodeBytes, maxConnections: 1024, readTimeout: time.Minute},
 	}
 	tests := []struct {
 		name string
@@ -39,10 +42,12 @@ func TestParseConfig(t *testing.T) {
 			"PREP_HTTP_ADDR": "127.0.0.1:9000", "PRED_ADDRESS": "pred:1", "PREP_MODEL": "colors", "PREP_MODEL_VERSION": "3",
 			"PREP_REQUEST_TIMEOUT": "1500ms", "PREP_MAX_REQUEST_TIMEOUT": "20s", "PREP_MAX_BODY_BYTES": "1024", "PREP_MAX_PIXELS": "99",
 			"PREP_MAX_BATCH_IMAGES": "4", "PREP_LOG_LEVEL": "debug",
+			"PREP_MAX_INFLIGHT_BYTES": "4096", "PREP_MAX_DECODE_BYTES": "2048", "PREP_MAX_CONNECTIONS": "10", "PREP_READ_TIMEOUT": "3s",
 		}, func(c *config) {
 			*c = config{httpAddr: "127.0.0.1:9000", predAddress: "pred:1", model: "colors", modelVersion: 3,
 				requestTimeout: 1500 * time.Millisecond, maxRequestTimeout: 20 * time.Second, maxBodyBytes: 1024, maxPixels: 99,
-				maxBatchImages: 4, logLevel: zapcore.DebugLevel}
+				maxBatchImages: 4, logLevel: zapcore.DebugLevel,
+				overload: overloadConfig{maxInflightBytes: 4096, maxDecodeBytes: 2048, maxConnections: 10, readTimeout: 3 * time.Second}}
 		}},
 		{"flags win over the environment",
 			[]string{"--model", "resnet50", "--request-timeout=2s", "-log-level", "warn"},
@@ -83,6 +88,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative version", []string{"--model-version", "-1"}, nil, "model-version"},
 		{"empty model", nil, map[string]string{"PREP_MODEL": ""}, ""},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "log-level"},
+		{"budget below the body limit", []string{"--max-inflight-bytes", "1000"}, nil, "max-inflight-bytes"},
+		{"zero decode budget", []string{"--max-decode-bytes", "0"}, nil, "max-decode-bytes"},
+		{"negative connections", []string{"--max-connections", "-1"}, nil, "max-connections"},
+		{"zero read timeout", []string{"--read-timeout", "0s"}, nil, "read-timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

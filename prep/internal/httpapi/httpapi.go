@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/prep/internal/metrics"
 	"github.com/prepred/prepred/prep/internal/predclient"
 )
@@ -61,6 +62,17 @@ type Config struct {
 	// once, and so the memory decoding can take; 0 means GOMAXPROCS. The
 	// work is CPU-bound, so more would not be faster.
 	MaxConcurrentPreprocess int
+	// Budget bounds the memory requests hold in flight: each reserves its
+	// declared body before a byte of it is read, and is refused at once
+	// with 503 overloaded when it does not fit; the decoded payload and
+	// tensors join the reservation. nil: no budget.
+	Budget *inflight.Budget
+	// MaxDecodeBytes bounds the decoded pixels held at once
+	// (width*height*4 per image decoding); an image waits for room within
+	// its request timeout. 0 means DefaultMaxDecodeBytes.
+	MaxDecodeBytes int64
+	// Listener, if set, has its connections reported in the metrics.
+	Listener *inflight.Listener
 }
 
 type server struct {
@@ -75,12 +87,16 @@ type server struct {
 	slots   chan struct{}
 	tensors slicePool[float32]
 	buffers slicePool[byte]
+	// budget (nil: none) and decode bound the memory in flight; see
+	// Config.Budget and Config.MaxDecodeBytes.
+	budget *inflight.Budget
+	decode *inflight.Budget
 }
 
 // New returns the API's handler.
 func New(cfg Config) http.Handler {
-	r, _ := newEngine(cfg)
-	return r
+	r, s := newEngine(cfg)
+	return s.withBudget(r)
 }
 
 // newEngine builds the gin engine and the server behind its routes.
@@ -110,6 +126,7 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 		tensors:    slicePool[float32]{maxCap: maxPooledFloats},
 		buffers:    slicePool[byte]{maxCap: maxPooledBytes},
 	}
+	s.setupOverload(cfg)
 
 	// gin's mode is process-wide; its debug mode prints to os.Stdout, and
 	// prep logs through zap only.

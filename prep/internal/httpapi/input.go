@@ -80,6 +80,9 @@ func (s *server) readImage(c *gin.Context, dst []byte) ([]byte, *apiError) {
 		}
 		return img, aerr
 	}
+	if aerr := s.reserveDecodedPayload(c); aerr != nil {
+		return dst, aerr
+	}
 	body := s.buffers.get(0)
 	defer s.buffers.put(body)
 	if *body, aerr = s.readBody(c, *body); aerr != nil {
@@ -112,6 +115,9 @@ func (s *server) readImages(c *gin.Context, limit int, limitWhy string) ([][]byt
 			aerr = newError(http.StatusBadRequest, payload.CodeMissingData, "the request body is empty; send the image as the body")
 		}
 		return [][]byte{img}, aerr
+	}
+	if aerr := s.reserveDecodedPayload(c); aerr != nil {
+		return nil, aerr
 	}
 	body := s.buffers.get(0)
 	defer s.buffers.put(body)

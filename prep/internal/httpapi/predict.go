@@ -331,6 +331,11 @@ func predErrorCode(err error) codes.Code {
 // preprocess decodes img into dst once a preprocessing slot is free.
 func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Preprocessor, img []byte, dst []float32, timeout time.Duration) *apiError {
 	s.metrics.ImageBytes.Observe(float64(len(img)))
+	release, aerr := s.reserveImage(ctx, img, len(dst))
+	if aerr != nil {
+		return aerr
+	}
+	defer release()
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
