@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -260,34 +261,62 @@ func TestMemoryFiles(t *testing.T) {
 	}
 }
 
-func TestGRPC(t *testing.T) {
+func TestGRPCGuard(t *testing.T) {
 	b := NewBudget(TapMinFree + 100)
-	th := TapHandle(b)
-	if _, err := th(context.Background(), &tap.Info{FullMethodName: "/p.S/M"}); err != nil {
-		t.Fatalf("tap refused with the budget free: %v", err)
+	g := NewGRPCGuard(b, 1<<20)
+	if g.ReadSlots() != minReadSlots {
+		t.Fatalf("ReadSlots = %d, want %d", g.ReadSlots(), minReadSlots)
 	}
-	b.TryReserve(101, ReasonWork)
-	if _, err := th(context.Background(), &tap.Info{FullMethodName: "/p.S/M"}); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("tap with less than TapMinFree left = %v, want RESOURCE_EXHAUSTED", err)
+	info := &tap.Info{FullMethodName: "/p.S/M"}
+	var ctxs []context.Context
+	for range minReadSlots {
+		ctx, err := g.Tap(context.Background(), info)
+		if err != nil {
+			t.Fatalf("tap refused with slots free: %v", err)
+		}
+		ctxs = append(ctxs, ctx)
 	}
-	if _, err := th(context.Background(), &tap.Info{FullMethodName: "/grpc.health.v1.Health/Check"}); err != nil {
-		t.Errorf("tap refused a health check: %v", err)
+	if _, err := g.Tap(context.Background(), info); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("tap with every read slot taken = %v, want RESOURCE_EXHAUSTED", err)
 	}
-	b.Release(101)
+	// An RPC that ends before its interceptor gives its slot back, once.
+	g.HandleRPC(ctxs[0], &stats.End{})
+	g.HandleRPC(ctxs[0], &stats.End{})
+	if len(g.slots) != minReadSlots-1 {
+		t.Fatalf("slots taken after one End = %d, want %d", len(g.slots), minReadSlots-1)
+	}
 
-	ic := UnaryServerInterceptor(b)
-	info := &grpc.UnaryServerInfo{FullMethod: "/p.S/M"}
+	ui := &grpc.UnaryServerInfo{FullMethod: "/p.S/M"}
 	var during int64
 	handler := func(ctx context.Context, req any) (any, error) { during = b.InUse(); return req, nil }
 	small := wrapperspb.Bytes(make([]byte, 1000))
-	if _, err := ic(context.Background(), small, info, handler); err != nil || during < 1000 || b.InUse() != 0 {
+	if _, err := g.Unary(ctxs[1], small, ui, handler); err != nil || during < 1000 || b.InUse() != 0 {
 		t.Errorf("small message: err %v, in use during %d, after %d", err, during, b.InUse())
 	}
+	if len(g.slots) != minReadSlots-2 {
+		t.Errorf("the interceptor did not give the read slot back")
+	}
 	big := wrapperspb.Bytes(make([]byte, TapMinFree+200))
-	if _, err := ic(context.Background(), big, info, handler); status.Code(err) != codes.ResourceExhausted {
+	if _, err := g.Unary(ctxs[2], big, ui, handler); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("message larger than the budget = %v, want RESOURCE_EXHAUSTED", err)
 	}
-	if b.Refused(ReasonGRPCMessage) != 1 || b.Refused(ReasonGRPCStream) != 1 {
-		t.Errorf("refusals: message %d, stream %d; want 1 and 1", b.Refused(ReasonGRPCMessage), b.Refused(ReasonGRPCStream))
+
+	b.TryReserve(101, ReasonWork)
+	if _, err := g.Tap(context.Background(), info); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("tap with less than TapMinFree left = %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := g.Tap(context.Background(), &tap.Info{FullMethodName: "/grpc.health.v1.Health/Check"}); err != nil {
+		t.Errorf("tap refused a health check: %v", err)
+	}
+	if b.Refused(ReasonGRPCMessage) != 1 || b.Refused(ReasonGRPCStream) != 2 {
+		t.Errorf("refusals: message %d, stream %d; want 1 and 2", b.Refused(ReasonGRPCMessage), b.Refused(ReasonGRPCStream))
+	}
+
+	open := NewGRPCGuard(nil, 0)
+	if _, err := open.Tap(context.Background(), info); err != nil {
+		t.Errorf("a guard without budget refused: %v", err)
+	}
+	if _, err := open.Unary(context.Background(), big, ui, handler); err != nil {
+		t.Errorf("a guard without budget refused: %v", err)
 	}
 }
