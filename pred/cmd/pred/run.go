@@ -19,6 +19,7 @@ import (
 	inferencepb "github.com/prepred/prepred/api/gen/inference"
 	ortserverpb "github.com/prepred/prepred/api/gen/onnxruntime/server"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/pred/internal/grpcserver"
 	"github.com/prepred/prepred/pred/internal/httpapi"
 	"github.com/prepred/prepred/pred/internal/infer"
@@ -67,6 +68,7 @@ type config struct {
 	// they name none; empty means the only model served.
 	defaultModel string
 	serving      servingConfig
+	overload     overloadConfig
 }
 
 // servingConfig holds the settings of model lifecycle, batching,
@@ -107,6 +109,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	var c config
 	var level string
 	var serving servingFlags
+	over := overloadFlagDefaults()
 	fs := flag.NewFlagSet("pred", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	flags := []struct {
@@ -127,6 +130,10 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		{&serving.executionProvider, "execution-provider", "PRED_EXECUTION_PROVIDER", "cpu", "execution provider of models whose config names none: cpu, cuda or tensorrt"},
 		{&serving.cudaFallback, "cuda-fallback", "PRED_CUDA_FALLBACK", registry.FallbackCPU, "when a model asks for cuda or tensorrt and ONNX Runtime cannot provide it: cpu (log a warning, run on the CPU) or fail (the model version is UNAVAILABLE)"},
 		{&serving.maxConnectionAge, "grpc-max-connection-age", "PRED_GRPC_MAX_CONNECTION_AGE", grpcserver.DefaultMaxConnectionAge.String(), "close gRPC connections after this long, so clients reconnect and find new replicas (0: never)"},
+		{&over.maxInflightBytes, "max-inflight-bytes", "PRED_MAX_INFLIGHT_BYTES", over.maxInflightBytes, "memory all requests in flight may hold, in bytes (HTTP bodies reserved by Content-Length before they are read, received gRPC messages); beyond it HTTP requests get 503 and gRPC calls RESOURCE_EXHAUSTED at once (default: 1/8 of the cgroup or machine memory, 64 MiB to 2 GiB)"},
+		{&over.maxConnections, "max-connections", "PRED_MAX_CONNECTIONS", over.maxConnections, "most open connections of each listener (gRPC, HTTP); beyond it new ones are closed at once, HTTP ones after a 503 (0: no limit)"},
+		{&over.httpReadTimeout, "http-read-timeout", "PRED_HTTP_READ_TIMEOUT", over.httpReadTimeout, "time an HTTP client has to send a whole request, body included"},
+		{&over.grpcMaxConcurrentStreams, "grpc-max-concurrent-streams", "PRED_GRPC_MAX_CONCURRENT_STREAMS", over.grpcMaxConcurrentStreams, "most RPCs of one gRPC connection at once; a client beyond it waits for a stream"},
 	}
 	for _, f := range flags {
 		fs.StringVar(f.dst, f.name, f.def, f.help+" (env "+f.env+")")
@@ -155,6 +162,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	}
 	c.logLevel = lvl
 	if c.serving, err = serving.parse(); err != nil {
+		return c, err
+	}
+	if c.overload, err = over.parse(); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -263,6 +273,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // and leaves no session open when it returns without error.
 func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) error {
 	m := metrics.New()
+	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
 	var ready atomic.Bool
 	var grpcSrv *grpcserver.Server
 	reg := registry.New(rt, registry.Options{
@@ -278,7 +289,8 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 	predSvc := predservice.New(reg, m)
 	version := oip.ServerVersion()
 	ortSrv := ortserver.New(runner, ortserver.Options{DefaultModel: cfg.defaultModel})
-	grpcSrv = grpcserver.NewWithOptions(log, grpcserver.Options{MaxConnectionAge: cfg.serving.maxConnectionAge, MaxConnectionAgeGrace: grpcserver.DefaultMaxConnectionAgeGrace},
+	grpcSrv = grpcserver.NewWithOptions(log, grpcserver.Options{MaxConnectionAge: cfg.serving.maxConnectionAge, MaxConnectionAgeGrace: grpcserver.DefaultMaxConnectionAgeGrace,
+		Budget: budget, MaxConcurrentStreams: cfg.overload.grpcMaxConcurrentStreams},
 		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predSvc},
 		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(runner, oip.Options{Ready: ready.Load, Version: version})},
 		grpcserver.Service{Desc: &ortserverpb.PredictionService_ServiceDesc, Impl: ortSrv},
@@ -292,12 +304,16 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 			Logger:    log,
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       cfg.overload.httpReadTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	httpSrv.Handler = withRepositoryAPI(httpSrv.Handler, management.Handler(reg, management.Options{
 		Enabled: cfg.serving.managementAPI,
 		Token:   cfg.serving.managementToken,
 		Logger:  log,
 	}))
+	httpSrv.Handler = inflight.Handler(budget, httpSrv.Handler, refuseHTTP)
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
@@ -308,6 +324,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 		grpcLis.Close()
 		return fmt.Errorf("http listen: %w", err)
 	}
+	grpcLis, httpLis = guardListeners(cfg.overload, log, m, budget, grpcLis, httpLis)
 	serveErr := make(chan error, 2)
 	go func() {
 		if err := grpcSrv.Serve(grpcLis); err != nil {

@@ -78,6 +78,9 @@ func TestParseConfig(t *testing.T) {
 			if tt.want.serving == (servingConfig{}) {
 				tt.want.serving = defaultServing // TestParseServingConfig covers these
 			}
+			if tt.want.overload == (overloadConfig{}) {
+				tt.want.overload = defaultOverload // TestParseOverloadConfig covers these
+			}
 			if got != tt.want {
 				t.Errorf("parseConfig = %+v, want %+v", got, tt.want)
 			}

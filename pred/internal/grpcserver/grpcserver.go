@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/pred/internal/requestlog"
 )
 
@@ -29,6 +30,11 @@ import (
 // is 8·3·224·224 float32 = 4,816,896 bytes; 32 MiB also admits the largest
 // tensor pred accepts (tensor.MaxElements float32 elements) plus framing.
 const MaxRecvMsgBytes = 32<<20 + 64<<10
+
+// DefaultMaxConcurrentStreams bounds the RPCs of one connection at once
+// (grpc-go's own default is unbounded); a client beyond it waits for a
+// stream on its side.
+const DefaultMaxConcurrentStreams = 256
 
 // Service is a gRPC service to serve: its description and implementation.
 type Service struct {
@@ -66,6 +72,14 @@ type Options struct {
 	// (see DefaultMaxConnectionAge); 0 means unbounded.
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
+	// Budget, if set, bounds the request messages in flight: new streams
+	// are refused with RESOURCE_EXHAUSTED while it is spent, and each
+	// received message is reserved while its handler runs (see
+	// inflight.GRPCGuard).
+	Budget *inflight.Budget
+	// MaxConcurrentStreams bounds the RPCs of one connection at once; 0
+	// means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
 }
 
 // New returns a server with the given services registered and the default
@@ -77,12 +91,21 @@ func New(log *zap.Logger, services ...Service) *Server {
 // NewWithOptions returns a server with the given options and services
 // registered, every health status NOT_SERVING until SetServing.
 func NewWithOptions(log *zap.Logger, o Options, services ...Service) *Server {
+	guard := inflight.NewGRPCGuard(o.Budget, MaxRecvMsgBytes)
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
 	s := &Server{
 		health: &healthService{Server: health.NewServer(), stopping: make(chan struct{})},
 		log:    log,
 	}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
+		grpc.InTapHandle(guard.Tap),
+		grpc.StatsHandler(guard),
+		grpc.ChainUnaryInterceptor(guard.Unary),
+		grpc.ChainStreamInterceptor(guard.Stream),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      o.MaxConnectionAge,
 			MaxConnectionAgeGrace: o.MaxConnectionAgeGrace,
