@@ -36,9 +36,10 @@ import (
 // admitted: one HTTP/2 flow-control window (64 KiB).
 const TapMinFree = 64 << 10
 
-// minReadSlots is the fewest read slots a GRPCGuard has, so that a small
-// budget still reads a few requests at once.
-const minReadSlots = 4
+// minReadSlots is the fewest read slots a GRPCGuard has: a slot is taken
+// for every stream, small messages included, from its headers until its
+// message is read, so a busy server needs dozens even on a small budget.
+const minReadSlots = 64
 
 // retryPushbackMetadata is gRPC's retry pushback trailer: clients with a
 // retry policy wait this many milliseconds before retrying.
@@ -62,8 +63,9 @@ type GRPCGuard struct {
 }
 
 // NewGRPCGuard returns a guard of b for a server whose largest request
-// message is maxMsg bytes: it has limit/maxMsg read slots (at least 4),
-// so that messages being read stay within about one more budget.
+// message is maxMsg bytes: it has limit/maxMsg read slots (at least 64),
+// so that messages being read stay within about one more budget (or
+// within minReadSlots messages on a budget smaller than that).
 func NewGRPCGuard(b *Budget, maxMsg int) *GRPCGuard {
 	if b == nil {
 		return &GRPCGuard{}

@@ -23,9 +23,10 @@ type RefuseFunc func(w http.ResponseWriter, r *http.Request, status int, msg str
 
 // Handler reserves in b each request's declared Content-Length before next
 // can read a byte of its body, and releases it when next has answered. A
-// request that does not fit is refused at once with refuse; its body is
-// never read and its connection is closed after the answer (so that the
-// server does not drain the body either). A body of unknown length
+// request that does not fit is refused at once with refuse, its body
+// unread; net/http then closes the connection after the answer (with a
+// FIN and a short wait, so that the client reads the answer) unless the
+// rest of the body is small (256 KiB) and cheap to discard. A body of unknown length
 // reserves StreamStep and grows as it is read. next finds the reservation
 // with FromContext and may grow it for memory it needs besides the body.
 func Handler(b *Budget, next http.Handler, refuse RefuseFunc) http.Handler {
@@ -36,7 +37,6 @@ func Handler(b *Budget, next http.Handler, refuse RefuseFunc) http.Handler {
 		}
 		if declared > b.Limit() {
 			b.refused[ReasonBody].Add(1)
-			w.Header().Set("Connection", "close")
 			refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body of %d bytes is larger than the memory this server gives all requests in flight (%d bytes)", declared, b.Limit()))
 			return
 		}
@@ -46,7 +46,6 @@ func Handler(b *Budget, next http.Handler, refuse RefuseFunc) http.Handler {
 		}
 		rv := b.reserve(n, reason)
 		if rv == nil {
-			w.Header().Set("Connection", "close")
 			refuse(w, r, http.StatusServiceUnavailable, overloadedMessage(b))
 			return
 		}
@@ -120,7 +119,6 @@ func (rw *refusingWriter) decide() {
 		for k := range h {
 			delete(h, k)
 		}
-		h.Set("Connection", "close")
 		rw.refuse(rw.ResponseWriter, rw.r, http.StatusServiceUnavailable, overloadedMessage(rw.b))
 	}
 }

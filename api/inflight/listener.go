@@ -102,6 +102,16 @@ type limitedConn struct {
 	once sync.Once
 }
 
+// CloseWrite shuts down the writing side where the connection can (TCP):
+// net/http does so before closing a connection whose request body it did
+// not read, so that the client reads the answer instead of a reset.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *limitedConn) Close() error {
 	c.once.Do(func() { c.l.open.Add(-1) })
 	return c.Conn.Close()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,13 +162,23 @@ func TestFloodIsShedBeforeReading(t *testing.T) {
 			t.Fatalf("%d of %d uploads answered while %d should be held; got %+v", len(refused), floodUploads, floodAdmitted, refused)
 		}
 	}
+	answered503 := 0
 	for _, a := range refused {
-		if a.err != nil || a.status != http.StatusServiceUnavailable || a.retryAfter == "" || !strings.Contains(a.body, `"code":"overloaded"`) {
-			t.Errorf("refused upload: %+v, want 503 overloaded with Retry-After", a)
+		// The answer races the client's own writes: now and then the
+		// client sees its write fail on the closed connection first.
+		switch {
+		case a.err != nil && (errors.Is(a.err, syscall.EPIPE) || errors.Is(a.err, syscall.ECONNRESET)):
+		case a.err != nil || a.status != http.StatusServiceUnavailable || a.retryAfter == "" || !strings.Contains(a.body, `"code":"overloaded"`):
+			t.Errorf("refused upload: %+v (%v), want 503 overloaded with Retry-After", a, a.err)
+		default:
+			answered503++
 		}
 		if a.sent > floodSentFirst {
 			t.Errorf("a refused upload had sent %d bytes, more than it sends before it stalls (%d): its body was read", a.sent, floodSentFirst)
 		}
+	}
+	if answered503 == 0 {
+		t.Error("no refused upload read its 503 answer")
 	}
 	if got := metricValue(t, prep.URL, "prep_inflight_bytes", `{budget="requests"}`); got != floodAdmitted*floodBody {
 		t.Errorf("prep_inflight_bytes while %d uploads are held = %v, want %d", floodAdmitted, got, floodAdmitted*floodBody)
