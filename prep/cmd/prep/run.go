@@ -195,6 +195,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stopRefresh()
 
 	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
+	setMemoryLimit(cfg.overload, getenv, log)
 	// A plaintext listener answers connections beyond the limit with a
 	// 503; behind TLS it could only close them.
 	conns := inflight.Limit(nil, cfg.overload.maxConnections, inflight.ListenerOptions{

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prepred/prepred/pred/predtest"
+	"github.com/prepred/prepred/prep/preptest"
+)
+
+// Sizes of the peak-memory benchmark: the flood of issue 18 (100 clients
+// each uploading 16 MB at once) against a budget well below its total.
+const (
+	benchFloodClients = 100
+	benchFloodBody    = 16 << 20
+	benchFloodBudget  = 128 << 20
+	benchFloodRounds  = 3
+	benchFloodDecode  = 32 << 20
+)
+
+// procStatusKB reads a "Vm..." line of /proc/<pid>/status, in KiB.
+func procStatusKB(b *testing.B, pid int, field string) int64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// BenchmarkFloodPeakRSS floods a real prep process (with --max-inflight-bytes
+// 128 MiB, --max-decode-bytes 32 MiB) with 100 concurrent 16 MiB uploads, benchFloodRounds times, and
+// reports its resident memory: before (baseline, after a warm-up request),
+// at its peak (VmHWM) and after the flood, against the budgets. The goal is
+// peak <= baseline + budgets + 20%.
+//
+//	go test ./prep/e2e -run '^$' -bench FloodPeakRSS -benchtime 1x
+func BenchmarkFloodPeakRSS(b *testing.B) {
+	pred := predtest.Start(b)
+	cmd := exec.Command(preptest.Binary(b), "--http-addr", "127.0.0.1:0", "--pred-address", pred.GRPCAddr, "--model", "colors",
+		"--max-inflight-bytes", strconv.Itoa(benchFloodBudget), "--max-decode-bytes", strconv.Itoa(benchFloodDecode))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	addr := ""
+	for addr == "" && lines.Scan() {
+		var m map[string]any
+		if json.Unmarshal(lines.Bytes(), &m) == nil && m["msg"] == "listening" {
+			addr, _ = m["http_addr"].(string)
+		}
+	}
+	go func() {
+		for lines.Scan() { // keep the pipe drained
+		}
+	}()
+	url := "http://" + addr
+	good := redBody(&testing.T{})
+	deadline := time.Now().Add(contractTimeout)
+	for {
+		resp, err := http.Post(url+"/predict/topk?k=1", "application/json", bytes.NewReader(good))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("prep did not answer within %v", contractTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pid := cmd.Process.Pid
+	baseline := procStatusKB(b, pid, "VmRSS")
+	body := make([]byte, benchFloodBody) // zeros: not an image
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: benchFloodClients, MaxIdleConnsPerHost: benchFloodClients}}
+	codes := map[int]int{}
+	var mu sync.Mutex
+	b.ResetTimer()
+	for range b.N {
+		for range benchFloodRounds {
+			var wg sync.WaitGroup
+			for range benchFloodClients {
+				wg.Go(func() {
+					resp, err := client.Post(url+"/predict/label", "image/jpeg", bytes.NewReader(body))
+					code := 0
+					if err == nil {
+						code = resp.StatusCode
+						resp.Body.Close()
+					}
+					mu.Lock()
+					codes[code]++
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+		}
+	}
+	b.StopTimer()
+	peak := procStatusKB(b, pid, "VmHWM")
+	after := procStatusKB(b, pid, "VmRSS")
+	b.ReportMetric(float64(baseline)/1024, "baseline_MiB")
+	b.ReportMetric(float64(peak)/1024, "peak_MiB")
+	b.ReportMetric(float64(after)/1024, "after_MiB")
+	b.ReportMetric(float64(peak-baseline)*1024/(benchFloodBudget+benchFloodDecode), "peak_over_baseline/budgets")
+	b.Logf("answers by status (0: connection error): %v", codes)
+}
