@@ -206,9 +206,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	})
 	srv := &http.Server{
 		Handler: httpapi.New(httpapi.Config{
-			Budget:         budget,
-			MaxDecodeBytes: cfg.overload.maxDecodeBytes,
-			Listener:       conns,
+			Budget:            budget,
+			MaxDecodeBytes:    cfg.overload.maxDecodeBytes,
+			Listener:          conns,
 			Client:            client,
 			Logger:            log.Named("http"),
 			RequestTimeout:    cfg.requestTimeout,
