@@ -20,6 +20,7 @@ import (
 	ortserverpb "github.com/prepred/prepred/api/gen/onnxruntime/server"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/api/inflight"
+	"github.com/prepred/prepred/api/otelsetup"
 	"github.com/prepred/prepred/pred/internal/grpcserver"
 	"github.com/prepred/prepred/pred/internal/httpapi"
 	"github.com/prepred/prepred/pred/internal/infer"
@@ -32,6 +33,7 @@ import (
 	"github.com/prepred/prepred/pred/internal/predservice"
 	"github.com/prepred/prepred/pred/internal/registry"
 	"github.com/prepred/prepred/pred/internal/repository"
+	"github.com/prepred/prepred/pred/internal/tracing"
 )
 
 // Shutdown bounds. Kubernetes sends SIGKILL 30 s after SIGTERM by default;
@@ -259,7 +261,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log.Info("onnx runtime loaded", zap.String("version", rt.Version()), zap.String("library", cfg.ortLib))
 
-	runErr := serve(ctx, cfg, log, rt)
+	traces, err := otelsetup.Start(ctx, getenv, "pred", func(err error) { log.Warn("opentelemetry", zap.Error(err)) })
+	if err != nil {
+		return errors.Join(err, rt.Close())
+	}
+	logTracing(log, traces)
+	runErr := serve(ctx, cfg, log, rt, tracing.New(traces))
+	if err := traces.Close(); err != nil {
+		log.Warn("tracing", zap.Error(err))
+	}
 	if err := rt.Close(); err != nil {
 		return errors.Join(runErr, err)
 	}
@@ -269,9 +279,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return runErr
 }
 
+// logTracing logs where traces go, when they do.
+func logTracing(log *zap.Logger, p *otelsetup.Provider) {
+	if !p.Enabled() {
+		return
+	}
+	c := p.Config()
+	log.Info("tracing", zap.String("otlp_endpoint", c.Endpoint), zap.String("otlp_protocol", c.Protocol),
+		zap.String("sampler", c.SamplerName), zap.String("service_name", c.ServiceName))
+}
+
 // serve runs the servers on rt until ctx is cancelled or a server fails,
-// and leaves no session open when it returns without error.
-func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) error {
+// and leaves no session open when it returns without error. tr traces
+// requests; nil when tracing is off.
+func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, tr *tracing.Tracing) error {
 	m := metrics.New()
 	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
 	var ready atomic.Bool
@@ -284,13 +305,14 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 		CUDAFallback:      cfg.serving.cudaFallback,
 		InstanceCount:     cfg.serving.instanceCount,
 		MaxQueueSize:      cfg.serving.maxQueueSize,
+		Tracing:           tr,
 	})
 	runner := infer.New(reg, m)
 	predSvc := predservice.New(reg, m)
 	version := oip.ServerVersion()
 	ortSrv := ortserver.New(runner, ortserver.Options{DefaultModel: cfg.defaultModel})
 	grpcSrv = grpcserver.NewWithOptions(log, grpcserver.Options{MaxConnectionAge: cfg.serving.maxConnectionAge, MaxConnectionAgeGrace: grpcserver.DefaultMaxConnectionAgeGrace,
-		Budget: budget, MaxConcurrentStreams: cfg.overload.grpcMaxConcurrentStreams},
+		Budget: budget, MaxConcurrentStreams: cfg.overload.grpcMaxConcurrentStreams, Extra: tr.ServerOptions()},
 		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predSvc},
 		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(runner, oip.Options{Ready: ready.Load, Version: version})},
 		grpcserver.Service{Desc: &ortserverpb.PredictionService_ServiceDesc, Impl: ortSrv},
@@ -308,11 +330,11 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime) 
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
-	httpSrv.Handler = withRepositoryAPI(httpSrv.Handler, management.Handler(reg, management.Options{
+	httpSrv.Handler = tr.HTTPHandler(withRepositoryAPI(httpSrv.Handler, management.Handler(reg, management.Options{
 		Enabled: cfg.serving.managementAPI,
 		Token:   cfg.serving.managementToken,
 		Logger:  log,
-	}))
+	})))
 	httpSrv.Handler = inflight.Handler(budget, httpSrv.Handler, refuseHTTP)
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)

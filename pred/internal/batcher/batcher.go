@@ -77,6 +77,29 @@ type Hooks struct {
 	Dequeued func(wait time.Duration)
 	// Executed reports each run once it has finished.
 	Executed func(BatchStats)
+	// Trace, if set, receives each run once it has finished, before its
+	// requests are answered, with each request's context and the times a
+	// trace shows. Left nil (tracing off), the batcher records no times
+	// beyond those of Executed.
+	Trace func(BatchTrace)
+}
+
+// BatchTrace describes one run for tracing: the requests it held, in
+// queue order, and when it started (the requests left the queue), had its
+// inputs gathered, ran and ended (outputs split).
+type BatchTrace struct {
+	Requests             []TracedRequest
+	Items                int64
+	Start, Gathered, Ran time.Time
+	End                  time.Time
+	Err                  error
+}
+
+// TracedRequest is one request of a BatchTrace: its context (which
+// carries its span) and when it was queued.
+type TracedRequest struct {
+	Ctx      context.Context
+	Enqueued time.Time
 }
 
 // Batcher queues requests and runs them on its workers.
@@ -430,12 +453,24 @@ func (b *Batcher) execute(batch []*request) {
 	if b.hooks.Executed != nil {
 		b.hooks.Executed(stats)
 	}
+	if b.hooks.Trace != nil {
+		b.hooks.Trace(traceOf(batch, stats.Items, start, gathered, ran, err))
+	}
 	for _, r := range batch {
 		if err != nil {
 			r.outputs, r.err = nil, err
 		}
 		close(r.done)
 	}
+}
+
+// traceOf is the BatchTrace of a finished run.
+func traceOf(batch []*request, items int64, start, gathered, ran time.Time, err error) BatchTrace {
+	t := BatchTrace{Requests: make([]TracedRequest, len(batch)), Items: items, Start: start, Gathered: gathered, Ran: ran, End: time.Now(), Err: err}
+	for i, r := range batch {
+		t.Requests[i] = TracedRequest{Ctx: r.ctx, Enqueued: r.enqueued}
+	}
+	return t
 }
 
 // batchContext returns the context a batch runs under: the request's own

@@ -708,3 +708,46 @@ func TestMergesStringRequests(t *testing.T) {
 		t.Errorf("runs of %v items, want [1 4] (the three queued requests merged)", sizes)
 	}
 }
+
+// ctxKey tags a request's context in TestTraceHook.
+type ctxKey struct{}
+
+func TestTraceHook(t *testing.T) {
+	m := newModel(t)
+	q := newQueueWatch()
+	traces := make(chan BatchTrace, 10)
+	b := start(t, Config{MaxBatchSize: 8, Dynamic: true}, m, Hooks{QueueLength: q.hook, Trace: func(bt BatchTrace) { traces <- bt }})
+	m.hold()
+	first := submit(context.Background(), b, item(0, 1))
+	m.awaitStart()
+	q.await(t, 0)
+	before := time.Now()
+	var results []<-chan result
+	for i := range 2 {
+		ctx := context.WithValue(context.Background(), ctxKey{}, i)
+		results = append(results, submit(ctx, b, item(byte(10*i), 2)))
+		q.await(t, i+1)
+	}
+	m.release()
+	for _, ch := range append(results, first) {
+		if r := wait(t, ch); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	<-traces // the first, held run
+	bt := <-traces
+	if len(bt.Requests) != 2 || bt.Items != 4 || bt.Err != nil {
+		t.Fatalf("trace of the merged run: %d requests, %d items, err %v; want 2, 4, nil", len(bt.Requests), bt.Items, bt.Err)
+	}
+	for i, r := range bt.Requests {
+		if r.Ctx.Value(ctxKey{}) != i {
+			t.Errorf("request %d of the trace carries the context of request %v", i, r.Ctx.Value(ctxKey{}))
+		}
+		if r.Enqueued.Before(before) || r.Enqueued.After(bt.Start) {
+			t.Errorf("request %d: enqueued %v, not between its submission and the run's start", i, r.Enqueued)
+		}
+	}
+	if bt.Gathered.Before(bt.Start) || bt.Ran.Before(bt.Gathered) || bt.End.Before(bt.Ran) {
+		t.Errorf("run times out of order: start %v gathered %v ran %v end %v", bt.Start, bt.Gathered, bt.Ran, bt.End)
+	}
+}

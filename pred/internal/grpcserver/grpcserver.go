@@ -80,6 +80,8 @@ type Options struct {
 	// MaxConcurrentStreams bounds the RPCs of one connection at once; 0
 	// means DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams uint32
+	// Extra are further server options, e.g. tracing's stats handler.
+	Extra []grpc.ServerOption
 }
 
 // New returns a server with the given services registered and the default
@@ -99,7 +101,7 @@ func NewWithOptions(log *zap.Logger, o Options, services ...Service) *Server {
 		health: &healthService{Server: health.NewServer(), stopping: make(chan struct{})},
 		log:    log,
 	}
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
 		grpc.InTapHandle(guard.Tap),
@@ -113,7 +115,7 @@ func NewWithOptions(log *zap.Logger, o Options, services ...Service) *Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minClientPingInterval, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
-	)
+	}, o.Extra...)...)
 	for _, svc := range services {
 		s.grpc.RegisterService(svc.Desc, svc.Impl)
 		s.services = append(s.services, svc.Desc.ServiceName)

@@ -114,6 +114,7 @@ func (r *Registry) newBatcher(v *Version, sess *ortrt.Session) (*batcher.Batcher
 			m.ComputeInfer.Observe(s.Infer.Seconds())
 			m.ComputeOutput.Observe(s.Output.Seconds())
 		},
+		Trace: r.opts.Tracing.BatchHook(v.Model.Name, v.Number, v.Model.Fingerprint),
 	}
 	return batcher.New(bc, func(ctx context.Context, inputs []tensor.Tensor, items int64) ([]tensor.Tensor, error) {
 		return v.run(ctx, sess, inputs, items)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/prepred/prepred/pred/internal/metrics"
 	"github.com/prepred/prepred/pred/internal/ortrt"
+	"github.com/prepred/prepred/pred/internal/tracing"
 )
 
 // State is the serving state of a model version, as List reports it.
@@ -77,6 +78,9 @@ type Options struct {
 	// MaxQueueSize bounds the queue of model versions whose config does not
 	// (dynamic_batching.max_queue_size); 0 means DefaultMaxQueueSize.
 	MaxQueueSize int
+	// Tracing records the queue, batch and ONNX Runtime spans of each
+	// request; nil (tracing off) records none.
+	Tracing *tracing.Tracing
 }
 
 // Registry is the set of models pred serves.

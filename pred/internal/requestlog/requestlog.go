@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -57,15 +58,21 @@ func AddFields(ctx context.Context, fields ...zap.Field) {
 	}
 }
 
-// Fields returns the request ID and the recorded fields.
+// Fields returns the request ID, the trace_id and span_id of the span ctx
+// carries (none without a valid span context: tracing off), and the
+// recorded fields.
 func Fields(ctx context.Context) []zap.Field {
 	e, ok := ctx.Value(entryKey{}).(*entry)
 	if !ok {
 		return nil
 	}
+	fields := []zap.Field{zap.String("request_id", e.id)}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		fields = append(fields, zap.String("trace_id", sc.TraceID().String()), zap.String("span_id", sc.SpanID().String()))
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]zap.Field{zap.String("request_id", e.id)}, e.fields...)
+	return append(fields, e.fields...)
 }
 
 func validID(id string) bool {

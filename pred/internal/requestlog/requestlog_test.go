@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -58,5 +59,24 @@ func TestFields(t *testing.T) {
 		if !got[i].Equals(want[i]) {
 			t.Errorf("Fields[%d] = %v, want %v", i, got[i], want[i])
 		}
+	}
+}
+
+func TestFieldsTraceIDs(t *testing.T) {
+	ctx, _ := NewContext(context.Background(), "r1")
+	for _, f := range Fields(ctx) {
+		if f.Key == "trace_id" || f.Key == "span_id" {
+			t.Errorf("field %s without a span context", f.Key)
+		}
+	}
+	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
+	got := map[string]string{}
+	for _, f := range Fields(trace.ContextWithSpanContext(ctx, sc)) {
+		got[f.Key] = f.String
+	}
+	if got["trace_id"] != tid.String() || got["span_id"] != sid.String() || got["request_id"] != "r1" {
+		t.Errorf("Fields = %v, want request_id r1, trace_id %s, span_id %s", got, tid, sid)
 	}
 }

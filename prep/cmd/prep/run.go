@@ -15,9 +15,11 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/prepred/prepred/api/inflight"
+	"github.com/prepred/prepred/api/otelsetup"
 	"github.com/prepred/prepred/prep/internal/httpapi"
 	"github.com/prepred/prepred/prep/internal/imageprep"
 	"github.com/prepred/prepred/prep/internal/predclient"
+	"github.com/prepred/prepred/prep/internal/tracing"
 )
 
 const (
@@ -175,12 +177,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := newLogger(stdout, cfg.logLevel)
 	defer func() { _ = log.Sync() }()
 
+	traces, err := otelsetup.Start(ctx, getenv, "prep", func(err error) { log.Warn("opentelemetry", zap.Error(err)) })
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := traces.Close(); err != nil {
+			log.Warn("tracing", zap.Error(err))
+		}
+	}()
+	if traces.Enabled() {
+		tc := traces.Config()
+		log.Info("tracing", zap.String("otlp_endpoint", tc.Endpoint), zap.String("otlp_protocol", tc.Protocol),
+			zap.String("sampler", tc.SamplerName), zap.String("service_name", tc.ServiceName))
+	}
+	tr := tracing.New(traces)
+
 	client, err := predclient.New(predclient.Config{
-		Target:  cfg.predAddress,
-		Model:   cfg.model,
-		Version: cfg.modelVersion,
-		Limits:  imageprep.Limits{MaxPixels: cfg.maxPixels},
-		Logger:  log.Named("predclient"),
+		Target:      cfg.predAddress,
+		Model:       cfg.model,
+		Version:     cfg.modelVersion,
+		Limits:      imageprep.Limits{MaxPixels: cfg.maxPixels},
+		Logger:      log.Named("predclient"),
+		DialOptions: tr.DialOptions(),
 	})
 	if err != nil {
 		return err
@@ -215,6 +234,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			MaxRequestTimeout: cfg.maxRequestTimeout,
 			MaxBodyBytes:      cfg.maxBodyBytes,
 			MaxBatchImages:    cfg.maxBatchImages,
+			Tracing:           tr,
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       cfg.overload.readTimeout,

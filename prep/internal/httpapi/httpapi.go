@@ -26,6 +26,7 @@ import (
 	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/prep/internal/metrics"
 	"github.com/prepred/prepred/prep/internal/predclient"
+	"github.com/prepred/prepred/prep/internal/tracing"
 )
 
 // sampleImage is the image /predict/test classifies (see sample/README.md).
@@ -73,11 +74,15 @@ type Config struct {
 	MaxDecodeBytes int64
 	// Listener, if set, has its connections reported in the metrics.
 	Listener *inflight.Listener
+	// Tracing gives requests and their stages spans; nil (tracing off)
+	// installs nothing.
+	Tracing *tracing.Tracing
 }
 
 type server struct {
 	client     *predclient.Client
 	log        *zap.Logger
+	tracing    *tracing.Tracing
 	metrics    *metrics.Metrics
 	timeout    time.Duration
 	maxTimeout time.Duration
@@ -117,6 +122,7 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 	s := &server{
 		client:     cfg.Client,
 		log:        cfg.Logger,
+		tracing:    cfg.Tracing,
 		metrics:    metrics.New(cfg.Client.States),
 		timeout:    cfg.RequestTimeout,
 		maxTimeout: cfg.MaxRequestTimeout,
@@ -135,6 +141,9 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 	r.HandleMethodNotAllowed = true
 	// Log the peer's address, not a client-supplied X-Forwarded-For.
 	_ = r.SetTrustedProxies(nil)
+	if mw := cfg.Tracing.Middleware(); mw != nil {
+		r.Use(mw) // first, so that the request's span covers the others
+	}
 	r.Use(requestID(), instrument(s.metrics), accessLog(cfg.Logger), recovery(cfg.Logger))
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c, newError(http.StatusNotFound, codeNotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path))

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
+	"github.com/prepred/prepred/api/otelsetup"
 	"github.com/prepred/prepred/prep/internal/metrics"
 )
 
@@ -103,6 +104,11 @@ func accessLog(log *zap.Logger) gin.HandlerFunc {
 			zap.Int64("bytes_in", c.Request.ContentLength),
 			zap.Int("bytes_out", c.Writer.Size()),
 			zap.String("remote", c.ClientIP()),
+		}
+		// The IDs of the request's span, when it is traced, so that the
+		// line and the trace join.
+		if tid, sid, ok := otelsetup.IDs(c.Request.Context()); ok {
+			fields = append(fields, zap.String("trace_id", tid), zap.String("span_id", sid))
 		}
 		if model := c.GetString(modelKey); model != "" {
 			fields = append(fields, zap.String("model", model), zap.Int64("version", c.GetInt64(versionKey)))

@@ -139,7 +139,7 @@ func (s *server) predictBatch(c *gin.Context) {
 	c.Set(imagesKey, len(imgs))
 	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
 	defer cancel()
-	results, aerr := s.infer(ctx, c, ct, o.timeout, imgs)
+	results, ct, aerr := s.infer(ctx, c, ct, o.timeout, imgs)
 	if aerr != nil {
 		writeError(c, aerr)
 		return
@@ -236,7 +236,7 @@ func (s *server) predictOne(c *gin.Context, o options, img []byte) (prediction, 
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
 	defer cancel()
-	results, aerr := s.infer(ctx, c, ct, o.timeout, [][]byte{img})
+	results, ct, aerr := s.infer(ctx, c, ct, o.timeout, [][]byte{img})
 	if aerr == nil {
 		aerr = results[0].err
 	}
@@ -255,9 +255,38 @@ type itemResult struct {
 
 // infer preprocesses imgs into one pooled tensor (in parallel, within the
 // preprocessing slots), sends the images that decoded to pred in one call
-// and returns each image's class probabilities or error. The error is for
-// the whole call: pred failed or its output is unusable.
-func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) ([]itemResult, *apiError) {
+// and returns each image's class probabilities or error, with the contract
+// that answered. The error is for the whole call: pred failed or its
+// output is unusable.
+//
+// When pred refuses the contract because its model changed since ct was
+// read (another version or spec; the refusal re-reads it), the images,
+// which the request still holds, are preprocessed again with the new
+// contract and sent once more, within ctx's deadline: a model swap is not
+// an error for the client.
+func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) ([]itemResult, *predclient.Contract, *apiError) {
+	for retried := false; ; retried = true {
+		results, err, aerr := s.inferOnce(ctx, c, ct, timeout, imgs)
+		if err == nil {
+			return results, ct, aerr
+		}
+		s.metrics.PredErrors.WithLabelValues(predErrorCode(err).String()).Inc()
+		var ce *predclient.ContractError
+		if retried || !errors.As(err, &ce) || !ce.Changed() || ctx.Err() != nil || len(imgs) > ce.Current.MaxBatch() {
+			return nil, ct, predError(err, timeout)
+		}
+		s.metrics.ContractRetries.Inc()
+		s.log.Info("model changed during the request; preprocessing again with the new contract",
+			zap.String("request_id", requestIDOf(c)), zap.String("model", ct.Model),
+			zap.Int64("version", ct.Version), zap.String("spec_fingerprint", ct.Fingerprint),
+			zap.Int64("new_version", ce.Current.Version), zap.String("new_spec_fingerprint", ce.Current.Fingerprint))
+		ct = ce.Current
+		c.Set(versionKey, ct.Version)
+	}
+}
+
+// inferOnce is one attempt of infer: err is pred's failure, aerr any other.
+func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) (_ []itemResult, err error, aerr *apiError) {
 	reqID := requestIDOf(c)
 	n, size := len(imgs), ct.Preprocessor.TensorLen()
 	buf := s.tensors.get(n * size)
@@ -291,7 +320,7 @@ func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contr
 		sent = append(sent, i)
 	}
 	if len(sent) == 0 {
-		return results, nil
+		return results, nil, nil
 	}
 
 	start = time.Now()
@@ -299,24 +328,23 @@ func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contr
 	out, err := s.client.PredictBatch(ctx, ct, reqID, len(sent), tensor[:len(sent)*size])
 	s.stage(c, metrics.StagePred, time.Since(start))
 	if err != nil {
-		s.metrics.PredErrors.WithLabelValues(predErrorCode(err).String()).Inc()
-		return nil, predError(err, timeout)
+		return nil, err, nil
 	}
 
 	start = time.Now()
 	defer func() { s.stage(c, metrics.StagePostprocess, time.Since(start)) }()
-	scores, err := postprocess.Scores(out, len(sent)*ct.Classes)
-	if err != nil {
-		return nil, outputError(err)
+	scores, perr := postprocess.Scores(out, len(sent)*ct.Classes)
+	if perr != nil {
+		return nil, nil, outputError(perr)
 	}
 	for j, i := range sent {
-		probs, err := postprocess.Probabilities(ct.OutputKind, scores[j*ct.Classes:(j+1)*ct.Classes:(j+1)*ct.Classes])
-		if err != nil {
-			return nil, outputError(err)
+		probs, perr := postprocess.Probabilities(ct.OutputKind, scores[j*ct.Classes:(j+1)*ct.Classes:(j+1)*ct.Classes])
+		if perr != nil {
+			return nil, nil, outputError(perr)
 		}
 		results[i].probs = probs
 	}
-	return results, nil
+	return results, nil, nil
 }
 
 // predErrorCode is the gRPC code of a failed pred call.

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/api/spec"
@@ -230,14 +231,28 @@ func (p *Preprocessor) Shape() []int64 {
 // must hold exactly TensorLen values. Failures caused by the input are
 // *Error values.
 func (p *Preprocessor) Process(img []byte, dst []float32) error {
+	_, _, err := p.ProcessStages(img, dst)
+	return err
+}
+
+// ProcessStages is Process that also says when decoding ended and resizing
+// and normalizing began, for tracing. fused reports that the two were one
+// pass (libjpeg-turbo and libspng stream rows into the resampler as they
+// decode them, for JPEGs without EXIF rotation and most PNGs): decoded is
+// then when that pass ended. decoded is zero when decoding failed.
+func (p *Preprocessor) ProcessStages(img []byte, dst []float32) (decoded time.Time, fused bool, err error) {
 	if len(dst) != p.TensorLen() {
-		return fmt.Errorf("imageprep: dst has %d values, want %d", len(dst), p.TensorLen())
+		return decoded, false, fmt.Errorf("imageprep: dst has %d values, want %d", len(dst), p.TensorLen())
 	}
 	src, buf, done, err := p.decode(img, dst)
-	if err != nil || done {
-		return err
+	if err != nil {
+		return decoded, false, err
+	}
+	decoded = time.Now()
+	if done {
+		return decoded, true, nil
 	}
 	p.resample(&src, dst)
 	putBuf(buf)
-	return nil
+	return decoded, false, nil
 }

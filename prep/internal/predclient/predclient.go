@@ -35,8 +35,10 @@ import (
 const RequestIDKey = "x-request-id"
 
 const (
-	// refreshInterval is how often a loaded contract is re-read, so that a
-	// new model version served by pred is picked up without an error.
+	// refreshInterval is how often a loaded contract is re-read while
+	// pred's model watch (WatchModels) is not streaming: an older pred
+	// without it, or pred unreachable. With the watch, a contract is
+	// re-read as soon as pred serves another version or spec.
 	refreshInterval = 30 * time.Second
 	// retryMinDelay and retryMaxDelay bound the backoff between failed
 	// contract reads (pred unreachable, model not loaded yet).
@@ -114,6 +116,11 @@ type Client struct {
 
 	// wake asks Run to re-read the contract now.
 	wake chan struct{}
+
+	// served is the state of pred's models from its watch; mode is how
+	// it is followed (watchUnknown, watchStream, watchPoll).
+	served served
+	mode   atomic.Int32
 }
 
 // maxOtherModels bounds the contracts of non-default models prep keeps, so
@@ -305,31 +312,61 @@ func (c *Client) ListModels(ctx context.Context) ([]*predv1.ModelVersionState, e
 	return resp.GetModels(), nil
 }
 
-// Ready returns the default model's contract when one is loaded and pred is
-// reachable, else the reason why not.
+// Ready returns the default model's contract when one is loaded, pred is
+// reachable and, as far as its model watch says, serves a READY version of
+// the model; else the reason why not.
 func (c *Client) Ready() (*Contract, error) {
 	ct, err := c.Contract()
 	if err != nil {
 		return nil, err
 	}
+	return ct, c.readyWith(c.cfg.Model, c.cfg.Version)
+}
+
+// ReadyModel is Ready for any model and version (0: the highest served):
+// its contract is read from pred on first use, as Lookup does. A model or
+// version pred does not have yields an error with code NotFound.
+func (c *Client) ReadyModel(ctx context.Context, model string, version int64) (*Contract, error) {
+	if (modelKey{model, version}) == c.def.key {
+		return c.Ready()
+	}
+	if err := c.Serving(model, version); status.Code(err) == codes.NotFound {
+		return nil, err
+	}
+	ct, err := c.Lookup(ctx, model, version)
+	if err != nil {
+		return nil, err
+	}
+	return ct, c.readyWith(model, version)
+}
+
+// readyWith checks that pred is reachable and serves model.
+func (c *Client) readyWith(model string, version int64) error {
+	if err := c.Serving(model, version); err != nil {
+		return err
+	}
 	switch s := c.conn.GetState(); s {
 	case connectivity.TransientFailure, connectivity.Shutdown:
-		return nil, fmt.Errorf("pred at %s is not reachable (connection %s)", c.cfg.Target, s)
+		return fmt.Errorf("pred at %s is not reachable (connection %s)", c.cfg.Target, s)
 	case connectivity.Idle:
 		// Idle after a period without calls: reconnect, ready meanwhile.
 		c.conn.Connect()
 	}
-	return ct, nil
+	return nil
 }
 
 // Run keeps the contracts current until ctx ends: it reads the default
 // model's at once, retries with backoff while that fails (pred
-// unreachable, model still loading, contract refused), re-reads every
-// loaded contract every refreshInterval and the default one whenever pred
-// becomes reachable again or a call reports a changed contract.
+// unreachable, model still loading, contract refused), follows pred's
+// model watch to re-read a contract as soon as pred serves another version
+// or spec of its model, and re-reads the default one whenever pred becomes
+// reachable again or a call reports a changed contract. While the watch is
+// not streaming (an older pred, pred unreachable) it re-reads every loaded
+// contract every refreshInterval.
 func (c *Client) Run(ctx context.Context) {
 	var watcher sync.WaitGroup
 	watcher.Go(func() { c.watchConnection(ctx) })
+	watcher.Go(func() { c.watchModels(ctx) })
 	defer watcher.Wait()
 	delay := retryMinDelay
 	lastOthers := time.Now()
@@ -341,24 +378,29 @@ func (c *Client) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		watching := c.Watching()
 		if err != nil {
 			wait = delay
 			delay = min(2*delay, retryMaxDelay)
 		} else {
 			delay = retryMinDelay
 		}
-		if time.Since(lastOthers) >= refreshInterval {
+		if !watching && time.Since(lastOthers) >= refreshInterval {
 			c.refreshOthers(ctx)
 			lastOthers = time.Now()
 		}
 		t := time.NewTimer(wait)
+		timeout := t.C
+		if watching && err == nil {
+			timeout = nil // the watch wakes Run when something changes
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-c.wake:
 			t.Stop()
-		case <-t.C:
+		case <-timeout:
 		}
 	}
 }
