@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,6 +33,7 @@ const (
 	codePredError            = "pred_error"
 	codeInvalidModelOutput   = "invalid_model_output"
 	codeCanceled             = "canceled"
+	codeClientClosedRequest  = "client_closed_request"
 	codeNotFound             = "not_found"
 	codeModelNotFound        = "model_not_found"
 	codeInvalidTimeout       = "invalid_timeout"
@@ -72,8 +74,18 @@ type errorDetail struct {
 // turn into a success (overload, contract re-read).
 const retryAfterSeconds = "1"
 
-// writeError answers the request with e and stops the handler chain.
+// StatusClientClosedRequest is the status of a request whose client
+// disconnected before the answer (nginx's 499): logged and counted, though
+// no client reads it, so that it is not taken for prep or pred failing.
+const StatusClientClosedRequest = 499
+
+// writeError answers the request with e and stops the handler chain. A
+// request whose client has gone is answered 499 instead, whatever failed
+// because of it.
 func writeError(c *gin.Context, e *apiError) {
+	if errors.Is(c.Request.Context().Err(), context.Canceled) {
+		e = newError(StatusClientClosedRequest, codeClientClosedRequest, "the client closed the connection before the answer (%s)", e.Message)
+	}
 	c.Set(errorCodeKey, e.Code)
 	switch e.Status {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:

@@ -20,6 +20,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
@@ -180,11 +182,23 @@ func (s *server) health(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"health": "ok"})
 }
 
-// ready implements GET /ready: 200 once the model contract is loaded and
-// pred is reachable, 503 with the reason otherwise.
+// ready implements GET /ready: 200 once the model's contract is loaded,
+// pred is reachable and serves a READY version of the model; 503 with the
+// reason otherwise. The model is the default one, or any that ?model= (and
+// ?version=) names: 404 when pred does not have it.
 func (s *server) ready(c *gin.Context) {
-	ct, err := s.client.Ready()
+	o, ok := s.parseOptions(c, false)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
+	defer cancel()
+	ct, err := s.client.ReadyModel(ctx, o.model, o.version)
 	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			writeError(c, newError(http.StatusNotFound, codeModelNotFound, "%v", err))
+			return
+		}
 		writeError(c, newError(http.StatusServiceUnavailable, codeNotReady, "%v", err))
 		return
 	}

@@ -370,33 +370,98 @@ func TestPredErrors(t *testing.T) {
 	}
 }
 
-func TestContractChangedIsReread(t *testing.T) {
+// TestContractChangedIsRetried: pred switches to version 2 with another
+// spec while prep holds version 1's contract. The request that meets the
+// switch is refused by pred (fingerprint mismatch); prep re-reads the
+// contract, preprocesses the image again with the new spec and re-sends
+// it, and the client gets version 2's answer.
+func TestContractChangedIsRetried(t *testing.T) {
 	api := startAPI(t, testTimeout, true)
-	// pred switches to version 2 with another spec: the default fake
-	// refuses the old fingerprint.
+	md := changedMetadata(t, 2)
+	api.pred.SetMetadata(md, nil)
+	api.pred.SetPredict(checkingFingerprint(md))
+	img := jsonBody(solidJPEG(t, 64, 48, color.White))
+	if r := api.postJSON(t, "/predict/label", img); r.status != http.StatusOK || string(r.body) != `{"prediction":"white"}` {
+		t.Fatalf("across the switch: %d %s, want white", r.status, r.body)
+	}
+	reqs, _ := api.pred.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("pred got %d requests, want the refused one and the retry", len(reqs))
+	}
+	if reqs[0].GetVersion() != 1 || reqs[0].GetSpecFingerprint() != api.md.GetSpecFingerprint() {
+		t.Errorf("first request: version %d fingerprint %s, want version 1's", reqs[0].GetVersion(), reqs[0].GetSpecFingerprint())
+	}
+	if reqs[1].GetVersion() != 2 || reqs[1].GetSpecFingerprint() != md.GetSpecFingerprint() {
+		t.Errorf("retry: version %d fingerprint %s, want version 2's", reqs[1].GetVersion(), reqs[1].GetSpecFingerprint())
+	}
+	// The tensor of the retry follows the new spec: 32x32 bicubic, not
+	// the first attempt's bytes re-sent.
+	if string(reqs[0].GetInputs()[0].GetRawData()) == string(reqs[1].GetInputs()[0].GetRawData()) && md.Preprocess.GetWidth() != api.md.Preprocess.GetWidth() {
+		t.Error("the retry re-sent the first tensor")
+	}
+	if got := scrape(t, api.url, "prep_contract_retries_total"); got != "1" {
+		t.Errorf("prep_contract_retries_total = %s, want 1", got)
+	}
+	// The next request uses the re-read contract at once.
+	if r := api.postJSON(t, "/predict/label", img); r.status != http.StatusOK {
+		t.Errorf("after the switch: %d %s", r.status, r.body)
+	}
+	if reqs, _ = api.pred.Requests(); len(reqs) != 3 {
+		t.Errorf("pred got %d requests, want 3", len(reqs))
+	}
+}
+
+// TestContractChangesDuringRetry: the model changes again while the retry
+// is in flight; prep retries only once and answers 503 contract_changed
+// with the news.
+func TestContractChangesDuringRetry(t *testing.T) {
+	api := startAPI(t, testTimeout, true)
+	next := int64(2)
+	api.pred.SetPredict(func(ctx context.Context, req *predv1.PredictRequest) (*predv1.PredictResponse, error) {
+		md := changedMetadata(t, next)
+		next++
+		api.pred.SetMetadata(md, nil)
+		return nil, status.Errorf(codes.FailedPrecondition, "spec fingerprint %q does not match the model's %q", req.GetSpecFingerprint(), md.GetSpecFingerprint())
+	})
+	img := jsonBody(solidJPEG(t, 64, 48, color.White))
+	msg := wantError(t, api.postJSON(t, "/predict/label", img), http.StatusServiceUnavailable, codeContractChanged)
+	if !strings.Contains(msg, "now version 3") {
+		t.Errorf("message %q does not say what changed", msg)
+	}
+	if reqs, _ := api.pred.Requests(); len(reqs) != 2 {
+		t.Errorf("pred got %d requests, want 2 (one retry)", len(reqs))
+	}
+}
+
+// changedMetadata is the colors model as another version with another spec
+// (bicubic; a bigger input for odd versions).
+func changedMetadata(t *testing.T, version int64) *predv1.ModelMetadataResponse {
+	t.Helper()
 	md := fakepred.ColorsMetadata()
-	md.Version = 2
+	md.Version = version
+	md.Versions = []int64{version}
 	md.Preprocess.Interpolation = predv1.Interpolation_INTERPOLATION_BICUBIC
+	if version%2 == 1 {
+		md.Preprocess.Width, md.Preprocess.Height = 48, 48
+		md.Inputs[0].Shape = []int64{-1, 3, 48, 48}
+	}
 	fp, err := spec.Fingerprint(md.Preprocess)
 	if err != nil {
 		t.Fatal(err)
 	}
 	md.SpecFingerprint = fp
-	api.pred.SetMetadata(md, nil)
-	api.pred.SetPredict(nil)
-	img := jsonBody(solidJPEG(t, 64, 48, color.White))
-	msg := wantError(t, api.postJSON(t, "/predict/label", img), http.StatusServiceUnavailable, codeContractChanged)
-	if !strings.Contains(msg, "now version 2") {
-		t.Errorf("message %q", msg)
-	}
-	// The next request uses the re-read contract.
-	api.pred.SetPredict(fakepred.ColorsModel(md))
-	if r := api.postJSON(t, "/predict/label", img); r.status != http.StatusOK || string(r.body) != `{"prediction":"white"}` {
-		t.Errorf("after re-read: %d %s", r.status, r.body)
-	}
-	reqs, _ := api.pred.Requests()
-	if last := reqs[len(reqs)-1]; last.GetVersion() != 2 || last.GetSpecFingerprint() != fp {
-		t.Errorf("second request used version %d fingerprint %s", last.GetVersion(), last.GetSpecFingerprint())
+	return md
+}
+
+// checkingFingerprint answers as the colors model of md, refusing another
+// fingerprint as pred does.
+func checkingFingerprint(md *predv1.ModelMetadataResponse) fakepred.PredictFunc {
+	model := fakepred.ColorsModel(md)
+	return func(ctx context.Context, req *predv1.PredictRequest) (*predv1.PredictResponse, error) {
+		if req.GetSpecFingerprint() != md.GetSpecFingerprint() {
+			return nil, status.Errorf(codes.FailedPrecondition, "spec fingerprint %q does not match the model's %q", req.GetSpecFingerprint(), md.GetSpecFingerprint())
+		}
+		return model(ctx, req)
 	}
 }
 

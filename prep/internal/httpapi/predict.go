@@ -17,6 +17,7 @@ import (
 	"github.com/prepred/prepred/prep/internal/metrics"
 	"github.com/prepred/prepred/prep/internal/postprocess"
 	"github.com/prepred/prepred/prep/internal/predclient"
+	"github.com/prepred/prepred/prep/internal/tracing"
 )
 
 // classScore is one class of a top-k answer.
@@ -288,6 +289,7 @@ func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contr
 // inferOnce is one attempt of infer: err is pred's failure, aerr any other.
 func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) (_ []itemResult, err error, aerr *apiError) {
 	reqID := requestIDOf(c)
+	tracing.SetModel(ctx, ct.Model, ct.Version, ct.Fingerprint)
 	n, size := len(imgs), ct.Preprocessor.TensorLen()
 	buf := s.tensors.get(n * size)
 	defer s.tensors.put(buf)
@@ -364,14 +366,23 @@ func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Prep
 		return aerr
 	}
 	defer release()
+	st := tracing.Stages{Queued: time.Now(), Bytes: len(img)}
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
-		return newError(http.StatusServiceUnavailable, codeOverloaded, "no capacity to preprocess the image within the request timeout of %v", timeout)
+		aerr = newError(http.StatusServiceUnavailable, codeOverloaded, "no capacity to preprocess the image within the request timeout of %v", timeout)
+		st.Ended, st.Err = time.Now(), aerr
+		s.tracing.Preprocess(ctx, st)
+		return aerr
 	}
 	start := time.Now()
-	err := s.processGuarded(reqID, p, img, dst)
+	var err error
+	st.Decoded, st.Fused, err = s.processGuarded(reqID, p, img, dst)
 	<-s.slots
+	if s.tracing != nil {
+		st.Started, st.Ended, st.Err = start, time.Now(), err
+		s.tracing.Preprocess(ctx, st)
+	}
 	if err == nil {
 		s.metrics.Stage.WithLabelValues(metrics.StageDecodePreprocess).Observe(time.Since(start).Seconds())
 		if px := imagePixels(img); px > 0 {
@@ -386,15 +397,15 @@ func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Prep
 	return aerr
 }
 
-// processGuarded runs p.Process; a panic, which a decoder can raise on
-// hostile input, is logged with its stack and answered as an invalid image
-// instead of a 500.
-func (s *server) processGuarded(reqID string, p *imageprep.Preprocessor, img []byte, dst []float32) (err error) {
+// processGuarded runs p.ProcessStages; a panic, which a decoder can raise
+// on hostile input, is logged with its stack and answered as an invalid
+// image instead of a 500.
+func (s *server) processGuarded(reqID string, p *imageprep.Preprocessor, img []byte, dst []float32) (decoded time.Time, fused bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("image decoder panicked", zap.String("request_id", reqID), zap.Any("panic", r), zap.Stack("stack"))
 			err = &imageprep.Error{Code: imageprep.CodeInvalidImage, Message: fmt.Sprintf("the image could not be decoded (decoder failure: %v)", r)}
 		}
 	}()
-	return p.Process(img, dst)
+	return p.ProcessStages(img, dst)
 }

@@ -62,6 +62,9 @@ type Metrics struct {
 	BatchImages prometheus.Histogram
 	// PredErrors counts failed pred calls by gRPC code name.
 	PredErrors *prometheus.CounterVec
+	// ContractRetries counts requests preprocessed again and re-sent
+	// because pred's model changed while they were in flight.
+	ContractRetries prometheus.Counter
 }
 
 // New creates the collectors and registers them, with one reporting the
@@ -102,6 +105,10 @@ func New(models func() []predclient.ModelState) *Metrics {
 			Name: "prep_pred_errors_total",
 			Help: "Failed calls to pred, by gRPC status code name.",
 		}, []string{"code"}),
+		ContractRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prep_contract_retries_total",
+			Help: "Requests preprocessed again with the new contract and re-sent once, because pred's model changed while they were in flight.",
+		}),
 	}
 	// Every stage and the pred errors prep maps appear from the start, so
 	// that dashboards and alerts see zeros, not gaps.
@@ -112,7 +119,7 @@ func New(models func() []predclient.ModelState) *Metrics {
 		m.PredErrors.WithLabelValues(c.String())
 	}
 	m.Registry.MustRegister(
-		m.HTTPRequests, m.HTTPDuration, m.Stage, m.ImageBytes, m.ImagePixels, m.BatchImages, m.PredErrors,
+		m.HTTPRequests, m.HTTPDuration, m.Stage, m.ImageBytes, m.ImagePixels, m.BatchImages, m.PredErrors, m.ContractRetries,
 		contractCollector{models},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -93,6 +93,9 @@ type Config struct {
 	// Limits bound the images the contract's Preprocessor accepts.
 	Limits imageprep.Limits
 	Logger *zap.Logger
+	// DialOptions are added to the connection's own, e.g. tracing's stats
+	// handler.
+	DialOptions []grpc.DialOption
 }
 
 // Client talks to pred over one connection: it keeps the contract of the
@@ -162,7 +165,7 @@ func New(cfg Config) (*Client, error) {
 	if err := checkTarget(target); err != nil {
 		return nil, fmt.Errorf("predclient: pred address %q: %w", cfg.Target, err)
 	}
-	conn, err := grpc.NewClient(target,
+	conn, err := grpc.NewClient(target, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(listBuilder{}),
 		grpc.WithDefaultServiceConfig(serviceConfig),
@@ -176,7 +179,7 @@ func New(cfg Config) (*Client, error) {
 		// image.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes), grpc.MaxRetryRPCBufferSize(maxMessageBytes)),
 		grpc.WithUserAgent("prep"),
-	)
+	}, cfg.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("predclient: pred address %q: %w", cfg.Target, err)
 	}
