@@ -267,7 +267,7 @@ type itemResult struct {
 // an error for the client.
 func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) ([]itemResult, *predclient.Contract, *apiError) {
 	for retried := false; ; retried = true {
-		results, err, aerr := s.inferOnce(ctx, c, ct, timeout, imgs)
+		results, aerr, err := s.inferOnce(ctx, c, ct, timeout, imgs)
 		if err == nil {
 			return results, ct, aerr
 		}
@@ -287,7 +287,7 @@ func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contr
 }
 
 // inferOnce is one attempt of infer: err is pred's failure, aerr any other.
-func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) (_ []itemResult, err error, aerr *apiError) {
+func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) (_ []itemResult, aerr *apiError, err error) {
 	reqID := requestIDOf(c)
 	tracing.SetModel(ctx, ct.Model, ct.Version, ct.Fingerprint)
 	n, size := len(imgs), ct.Preprocessor.TensorLen()
@@ -330,19 +330,19 @@ func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.C
 	out, err := s.client.PredictBatch(ctx, ct, reqID, len(sent), tensor[:len(sent)*size])
 	s.stage(c, metrics.StagePred, time.Since(start))
 	if err != nil {
-		return nil, err, nil
+		return nil, nil, err
 	}
 
 	start = time.Now()
 	defer func() { s.stage(c, metrics.StagePostprocess, time.Since(start)) }()
 	scores, perr := postprocess.Scores(out, len(sent)*ct.Classes)
 	if perr != nil {
-		return nil, nil, outputError(perr)
+		return nil, outputError(perr), nil
 	}
 	for j, i := range sent {
 		probs, perr := postprocess.Probabilities(ct.OutputKind, scores[j*ct.Classes:(j+1)*ct.Classes:(j+1)*ct.Classes])
 		if perr != nil {
-			return nil, nil, outputError(perr)
+			return nil, outputError(perr), nil
 		}
 		results[i].probs = probs
 	}
