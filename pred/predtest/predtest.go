@@ -224,6 +224,13 @@ type Server struct {
 // sent SIGTERM; a non-zero exit the test did not ask for fails the test.
 func Start(tb testing.TB, extraArgs ...string) *Server {
 	tb.Helper()
+	return StartEnv(tb, nil, extraArgs...)
+}
+
+// StartEnv is Start with env ("KEY=value") added to the test process's
+// environment, e.g. the OTEL_* variables that configure tracing.
+func StartEnv(tb testing.TB, env []string, extraArgs ...string) *Server {
+	tb.Helper()
 	args := []string{
 		"--grpc-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0",
@@ -231,7 +238,11 @@ func Start(tb testing.TB, extraArgs ...string) *Server {
 		"--ort-lib", ORTLibrary(tb),
 	}
 	args = append(args, extraArgs...)
-	proc, err := proctest.Start("pred", exec.Command(Binary(tb), args...))
+	cmd := exec.Command(Binary(tb), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	proc, err := proctest.Start("pred", cmd)
 	if err != nil {
 		tb.Fatalf("predtest: %v", err)
 	}

@@ -73,9 +73,16 @@ type Server struct {
 // not ask for fails the test.
 func Start(tb testing.TB, extraArgs ...string) *Server {
 	tb.Helper()
+	return StartEnv(tb, nil, extraArgs...)
+}
+
+// StartEnv is Start with env ("KEY=value") added to the environment, e.g.
+// the OTEL_* variables that configure tracing.
+func StartEnv(tb testing.TB, env []string, extraArgs ...string) *Server {
+	tb.Helper()
 	args := append([]string{"--http-addr", "127.0.0.1:0"}, extraArgs...)
 	cmd := exec.Command(Binary(tb), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	proc, err := proctest.Start("prep", cmd)
 	if err != nil {
 		tb.Fatalf("preptest: %v", err)
