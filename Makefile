@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 BIN := bin
 TOOLS := .cache/tools/bin
 
-.PHONY: run test check build models onnxruntime helm golden bench fmt deps-build deps-test
+.PHONY: run test check build models onnxruntime helm jaeger run-jaeger golden bench fmt deps-build deps-test
 
 # deps-build and deps-test install the Debian packages the commands below
 # need when they are missing (as root or with passwordless sudo), or stop at
@@ -38,6 +38,15 @@ golden:
 helm:
 	@scripts/install-helm.sh >/dev/null
 
+# jaeger builds the trace backend the tracing test exports to (Jaeger
+# v1.75.0 from the tools/ module, about 10 minutes once); run-jaeger starts
+# it in memory with its OTLP receivers on :4317/:4318 and the UI on :16686.
+jaeger:
+	@scripts/install-jaeger.sh >/dev/null
+
+run-jaeger: jaeger
+	$(TOOLS)/jaeger
+
 build: deps-build
 	go build -o $(BIN)/pred ./pred/cmd/pred
 	go build -o $(BIN)/prep ./prep/cmd/prep
@@ -49,7 +58,7 @@ run: onnxruntime models build
 	trap 'kill -TERM $$pred 2>/dev/null; wait $$pred' EXIT; \
 	$(BIN)/prep --pred-address localhost:50051
 
-test: deps-build deps-test onnxruntime models helm golden
+test: deps-build deps-test onnxruntime models helm jaeger golden
 	ONNXRUNTIME_LIB="$$(scripts/install-onnxruntime.sh)" go test $(GO_TEST_FLAGS) $(MODULES)
 
 check: deps-build
