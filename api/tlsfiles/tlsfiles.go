@@ -17,8 +17,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -82,9 +82,12 @@ type Store struct {
 	cur *snapshot
 	// checked is when the files were last looked at.
 	checked time.Time
-	// tried is the stamp of the files last read, loaded or not, so that a
-	// bad change is read and reported once.
+	// tried is the stamp of the files last read, loaded or not.
 	tried stamp
+	// badSum is the content last refused as expired, and lastErr the last
+	// error reported, so that a bad change is reported once.
+	badSum  [sha256.Size]byte
+	lastErr string
 }
 
 // snapshot is one loaded set of files.
@@ -103,6 +106,21 @@ type fileStamp struct {
 
 // stamp holds the fileStamps of the cert, key and CA file.
 type stamp [3]fileStamp
+
+// racyWindow is how recent a file's modification time must be for its
+// content to be compared even though its stamp is unchanged: well above
+// the timestamp granularity of common file systems.
+const racyWindow = 2 * time.Second
+
+// recent reports whether a file of st was modified within racyWindow of now.
+func (st stamp) recent(now time.Time) bool {
+	for _, f := range st {
+		if !f.mtime.IsZero() && now.Sub(f.mtime) < racyWindow {
+			return true
+		}
+	}
+	return false
+}
 
 // New loads the files. It fails when they cannot be read or used; an
 // expired certificate is loaded, and reported through OnError, so that
@@ -158,32 +176,47 @@ func (s *Store) current() *snapshot {
 	s.checked = now
 	st, err := s.stat()
 	if err != nil {
-		if st != s.tried {
-			s.tried = st
-			s.report(fmt.Errorf("%w; keeping the files loaded before", err))
-		}
+		s.reportOnce(fmt.Errorf("%w; keeping the files loaded before", err))
 		return s.cur
 	}
-	if st == s.tried {
+	// A file written twice within the file system's timestamp granularity
+	// can keep its size and time: while a file is that recent, its content
+	// is compared too.
+	if st == s.tried && !st.recent(now) {
 		return s.cur
 	}
 	s.tried = st
 	snap, err := s.read()
-	if err == nil && snap.sum == s.cur.sum {
-		return s.cur // touched, not changed
-	}
-	if err == nil && s.expired(s.cur) == nil {
-		err = s.expired(snap)
-	}
-	if err != nil {
-		s.report(fmt.Errorf("%w; keeping the files loaded before (certificate serial %s)", err, serialText(s.cur.info.Serial)))
+	switch {
+	case err != nil:
+		s.reportOnce(fmt.Errorf("%w; keeping the files loaded before (certificate serial %s)", err, serialText(s.cur.info.Serial)))
 		return s.cur
+	case snap.sum == s.cur.sum:
+		s.lastErr = "" // unchanged, or changed back
+		return s.cur
+	case snap.sum == s.badSum:
+		return s.cur // reported already
 	}
-	s.cur = snap
+	if s.expired(s.cur) == nil {
+		if err := s.expired(snap); err != nil {
+			s.badSum = snap.sum
+			s.reportOnce(fmt.Errorf("%w; keeping the files loaded before (certificate serial %s)", err, serialText(s.cur.info.Serial)))
+			return s.cur
+		}
+	}
+	s.cur, s.lastErr = snap, ""
 	if s.o.OnReload != nil {
 		s.o.OnReload(snap.info)
 	}
 	return s.cur
+}
+
+// reportOnce reports err unless the last report said the same.
+func (s *Store) reportOnce(err error) {
+	if msg := err.Error(); msg != s.lastErr {
+		s.lastErr = msg
+		s.report(err)
+	}
 }
 
 // expired says why snap's certificate is no longer valid; nil if it is.
