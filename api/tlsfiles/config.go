@@ -3,7 +3,6 @@ package tlsfiles
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 
@@ -38,22 +37,16 @@ func (s *Store) ServerConfig(clientAuth tls.ClientAuthType, nextProtos []string)
 }
 
 // ClientConfig returns a client configuration that verifies the server's
-// certificate against the Store's CA bundle (the system roots without
-// one) and serverName (empty: the name dialled), and presents the Store's
-// certificate when the server asks for one; both as they are at each
-// handshake.
+// certificate against the Store's CA bundle as it is now (the system roots
+// without one) and serverName (empty: the name dialled), and presents the
+// Store's certificate of the moment when the server asks for one. Make one
+// per connection, or use ClientCredentials, for a rotated CA bundle to
+// apply.
 func (s *Store) ClientConfig(serverName string) *tls.Config {
 	return &tls.Config{
 		MinVersion: MinVersion,
 		ServerName: serverName,
-		// Go's own verification would use a CA pool fixed when the config
-		// is made; VerifyConnection does the same checks with the pool of
-		// the moment, so that a rotated CA bundle applies. The handshake
-		// fails unless it passes.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyServer(cs, s.current().pool)
-		},
+		RootCAs:    s.current().pool,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if cert := s.current().cert; cert != nil {
 				return cert, nil
@@ -63,28 +56,46 @@ func (s *Store) ClientConfig(serverName string) *tls.Config {
 	}
 }
 
-// verifyServer verifies the server's chain against roots (nil: the system
-// roots) and the name the client asked for, as crypto/tls does.
-func verifyServer(cs tls.ConnectionState, roots *x509.CertPool) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("tls: the server sent no certificate")
-	}
-	if cs.ServerName == "" {
-		return errors.New("tls: no server name to verify the server's certificate with: set the expected name")
-	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: inter,
-		DNSName:       cs.ServerName,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	if err != nil {
-		return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
-	}
+// ClientCredentials are gRPC transport credentials that make each
+// connection with ClientConfig(serverName) of the moment: the server's
+// certificate is checked against the CA bundle and name (serverName, or
+// the target's host when empty), and the current client certificate is
+// presented.
+func (s *Store) ClientCredentials(serverName string) credentials.TransportCredentials {
+	return &clientCreds{s: s, serverName: serverName}
+}
+
+type clientCreds struct {
+	s          *Store
+	serverName string
+}
+
+// ClientHandshake implements credentials.TransportCredentials.
+func (c *clientCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return credentials.NewTLS(c.s.ClientConfig(c.serverName)).ClientHandshake(ctx, authority, conn)
+}
+
+// ServerHandshake implements credentials.TransportCredentials; these are
+// client credentials.
+func (c *clientCreds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("tlsfiles: client credentials cannot serve")
+}
+
+// Info implements credentials.TransportCredentials.
+func (c *clientCreds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2", ServerName: c.serverName}
+}
+
+// Clone implements credentials.TransportCredentials.
+func (c *clientCreds) Clone() credentials.TransportCredentials {
+	return &clientCreds{s: c.s, serverName: c.serverName}
+}
+
+// OverrideServerName implements credentials.TransportCredentials.
+//
+// Deprecated: as grpc's, use grpc.WithAuthority.
+func (c *clientCreds) OverrideServerName(name string) error {
+	c.serverName = name
 	return nil
 }
 
