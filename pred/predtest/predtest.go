@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -213,6 +214,8 @@ type Server struct {
 	// GRPCAddr and HTTPAddr are the bound loopback addresses.
 	GRPCAddr string
 	HTTPAddr string
+	// creds are the transport credentials of Dial.
+	creds credentials.TransportCredentials
 
 	proc *proctest.Process
 }
@@ -231,6 +234,23 @@ func Start(tb testing.TB, extraArgs ...string) *Server {
 // environment, e.g. the OTEL_* variables that configure tracing.
 func StartEnv(tb testing.TB, env []string, extraArgs ...string) *Server {
 	tb.Helper()
+	return start(tb, env, nil, extraArgs)
+}
+
+// StartTLS is StartEnv for a pred serving TLS (extraArgs name its
+// certificate files): creds are what the health check on start and Dial
+// connect with.
+func StartTLS(tb testing.TB, creds credentials.TransportCredentials, env []string, extraArgs ...string) *Server {
+	tb.Helper()
+	return start(tb, env, creds, extraArgs)
+}
+
+// start runs pred; creds nil means plaintext.
+func start(tb testing.TB, env []string, creds credentials.TransportCredentials, extraArgs []string) *Server {
+	tb.Helper()
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	args := []string{
 		"--grpc-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0",
@@ -246,7 +266,7 @@ func StartEnv(tb testing.TB, env []string, extraArgs ...string) *Server {
 	if err != nil {
 		tb.Fatalf("predtest: %v", err)
 	}
-	s := &Server{proc: proc}
+	s := &Server{proc: proc, creds: creds}
 	tb.Cleanup(func() {
 		if s.proc.Stopped() {
 			return
@@ -288,7 +308,7 @@ func StartEnv(tb testing.TB, env []string, extraArgs ...string) *Server {
 
 // waitServing watches the overall health status until SERVING.
 func (s *Server) waitServing() error {
-	conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(s.creds))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", s.GRPCAddr, err)
 	}
@@ -326,7 +346,7 @@ func (s *Server) waitServing() error {
 // when the test ends.
 func (s *Server) Dial(tb testing.TB) *grpc.ClientConn {
 	tb.Helper()
-	conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(s.creds))
 	if err != nil {
 		tb.Fatalf("predtest: dial %s: %v", s.GRPCAddr, err)
 	}

@@ -78,8 +78,9 @@ func (f overloadFlags) parse() (overloadConfig, error) {
 }
 
 // guardListeners caps the open connections of both listeners and reports
-// them and the budget in m.
-func guardListeners(cfg overloadConfig, log *zap.Logger, m *metrics.Metrics, budget *inflight.Budget, grpcLis, httpLis net.Listener) (net.Listener, net.Listener) {
+// them and the budget in m. httpTLS says the HTTP listener serves TLS, so
+// that a refused connection is closed without a plaintext answer.
+func guardListeners(cfg overloadConfig, log *zap.Logger, m *metrics.Metrics, budget *inflight.Budget, grpcLis, httpLis net.Listener, httpTLS bool) (net.Listener, net.Listener) {
 	onRefused := func(listener string) func(int64) {
 		return func(n int64) {
 			log.Warn("connections refused: the listener has its maximum open", zap.String("listener", listener), zap.Int64("refused", n), zap.Int("max_connections", cfg.maxConnections))
@@ -88,7 +89,11 @@ func guardListeners(cfg overloadConfig, log *zap.Logger, m *metrics.Metrics, bud
 	// gRPC clients get the connection closed (they retry with backoff); a
 	// plaintext HTTP client gets a 503 first.
 	g := inflight.Limit(grpcLis, cfg.maxConnections, inflight.ListenerOptions{OnRefused: onRefused("grpc")})
-	h := inflight.Limit(httpLis, cfg.maxConnections, inflight.ListenerOptions{Refusal: inflight.HTTPRefusal(cfg.maxConnections), OnRefused: onRefused("http")})
+	refusal := inflight.HTTPRefusal(cfg.maxConnections)
+	if httpTLS {
+		refusal = nil
+	}
+	h := inflight.Limit(httpLis, cfg.maxConnections, inflight.ListenerOptions{Refusal: refusal, OnRefused: onRefused("http")})
 	m.RegisterOverload(metrics.Overload{
 		Budgets:   map[string]*inflight.Budget{"requests": budget},
 		Listeners: map[string]*inflight.Listener{"grpc": g, "http": h},

@@ -71,6 +71,7 @@ type config struct {
 	defaultModel string
 	serving      servingConfig
 	overload     overloadConfig
+	tls          tlsFiles
 }
 
 // servingConfig holds the settings of model lifecycle, batching,
@@ -136,6 +137,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		{&over.maxConnections, "max-connections", "PRED_MAX_CONNECTIONS", over.maxConnections, "most open connections of each listener (gRPC, HTTP); beyond it new ones are closed at once, HTTP ones after a 503 (0: no limit)"},
 		{&over.httpReadTimeout, "http-read-timeout", "PRED_HTTP_READ_TIMEOUT", over.httpReadTimeout, "time an HTTP client has to send a whole request, body included"},
 		{&over.grpcMaxConcurrentStreams, "grpc-max-concurrent-streams", "PRED_GRPC_MAX_CONCURRENT_STREAMS", over.grpcMaxConcurrentStreams, "most RPCs of one gRPC connection at once; a client beyond it waits for a stream"},
+		{&c.tls.certFile, "tls-cert-file", "PRED_TLS_CERT_FILE", "", "PEM certificate (chain) to serve gRPC and HTTP over TLS with; re-read when it changes"},
+		{&c.tls.keyFile, "tls-key-file", "PRED_TLS_KEY_FILE", "", "PEM private key of --tls-cert-file"},
+		{&c.tls.clientCAFile, "tls-client-ca-file", "PRED_TLS_CLIENT_CA_FILE", "", "PEM bundle of the CAs whose client certificates pred accepts; set, every call needs a verified client certificate (mTLS), but /v2/health/live, /v2/health/ready and /metrics on the HTTP port"},
 	}
 	for _, f := range flags {
 		fs.StringVar(f.dst, f.name, f.def, f.help+" (env "+f.env+")")
@@ -167,6 +171,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		return c, err
 	}
 	if c.overload, err = over.parse(); err != nil {
+		return c, err
+	}
+	if err := c.tls.check(); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -293,6 +300,10 @@ func logTracing(log *zap.Logger, p *otelsetup.Provider) {
 // and leaves no session open when it returns without error. tr traces
 // requests; nil when tracing is off.
 func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, tr *tracing.Tracing) error {
+	srvTLS, err := newServerTLS(cfg.tls, log)
+	if err != nil {
+		return err
+	}
 	m := metrics.New()
 	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
 	var ready atomic.Bool
@@ -312,7 +323,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 	version := oip.ServerVersion()
 	ortSrv := ortserver.New(runner, ortserver.Options{DefaultModel: cfg.defaultModel})
 	grpcSrv = grpcserver.NewWithOptions(log, grpcserver.Options{MaxConnectionAge: cfg.serving.maxConnectionAge, MaxConnectionAgeGrace: grpcserver.DefaultMaxConnectionAgeGrace,
-		Budget: budget, MaxConcurrentStreams: cfg.overload.grpcMaxConcurrentStreams, Extra: tr.ServerOptions()},
+		Budget: budget, MaxConcurrentStreams: cfg.overload.grpcMaxConcurrentStreams, Extra: append(tr.ServerOptions(), srvTLS.grpcOptions()...)},
 		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predSvc},
 		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(runner, oip.Options{Ready: ready.Load, Version: version})},
 		grpcserver.Service{Desc: &ortserverpb.PredictionService_ServiceDesc, Impl: ortSrv},
@@ -329,13 +340,14 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 		ReadTimeout:       cfg.overload.httpReadTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          srvTLS.httpErrorLog(log),
 	}
 	httpSrv.Handler = tr.HTTPHandler(withRepositoryAPI(httpSrv.Handler, management.Handler(reg, management.Options{
 		Enabled: cfg.serving.managementAPI,
 		Token:   cfg.serving.managementToken,
 		Logger:  log,
 	})))
-	httpSrv.Handler = inflight.Handler(budget, httpSrv.Handler, refuseHTTP)
+	httpSrv.Handler = srvTLS.requireClientCert(inflight.Handler(budget, httpSrv.Handler, refuseHTTP))
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
@@ -346,7 +358,8 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 		grpcLis.Close()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	grpcLis, httpLis = guardListeners(cfg.overload, log, m, budget, grpcLis, httpLis)
+	grpcLis, httpLis = guardListeners(cfg.overload, log, m, budget, grpcLis, httpLis, srvTLS != nil)
+	httpLis = srvTLS.httpListener(httpLis)
 	serveErr := make(chan error, 2)
 	go func() {
 		if err := grpcSrv.Serve(grpcLis); err != nil {
