@@ -82,8 +82,10 @@ type Store struct {
 	cur *snapshot
 	// checked is when the files were last looked at.
 	checked time.Time
-	// tried is the stamp of the files last read, loaded or not.
+	// tried is the stamp of the files last read, loaded or not; racy says
+	// they were read too soon after being modified to trust it alone.
 	tried stamp
+	racy  bool
 	// badSum is the content last refused as expired, and lastErr the last
 	// error reported, so that a bad change is reported once.
 	badSum  [sha256.Size]byte
@@ -107,12 +109,14 @@ type fileStamp struct {
 // stamp holds the fileStamps of the cert, key and CA file.
 type stamp [3]fileStamp
 
-// racyWindow is how recent a file's modification time must be for its
-// content to be compared even though its stamp is unchanged: well above
-// the timestamp granularity of common file systems.
+// racyWindow: files read less than this after their modification time may
+// have changed again within the file system's timestamp granularity,
+// keeping size and time; their content is compared at the next check. It
+// is well above the granularity of common file systems.
 const racyWindow = 2 * time.Second
 
-// recent reports whether a file of st was modified within racyWindow of now.
+// recent reports whether a file of st was modified within racyWindow
+// before now.
 func (st stamp) recent(now time.Time) bool {
 	for _, f := range st {
 		if !f.mtime.IsZero() && now.Sub(f.mtime) < racyWindow {
@@ -148,6 +152,7 @@ func New(o Options) (*Store, error) {
 		return nil, err
 	}
 	s.cur, s.tried, s.checked = snap, st, o.Now()
+	s.racy = st.recent(s.checked)
 	if err := s.expired(snap); err != nil {
 		s.report(fmt.Errorf("%w; it is in use until its files are replaced", err))
 	}
@@ -182,10 +187,10 @@ func (s *Store) current() *snapshot {
 	// A file written twice within the file system's timestamp granularity
 	// can keep its size and time: while a file is that recent, its content
 	// is compared too.
-	if st == s.tried && !st.recent(now) {
+	if st == s.tried && !s.racy {
 		return s.cur
 	}
-	s.tried = st
+	s.tried, s.racy = st, st.recent(now)
 	snap, err := s.read()
 	switch {
 	case err != nil:
