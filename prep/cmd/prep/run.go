@@ -57,6 +57,10 @@ type config struct {
 	maxBatchImages    int
 	logLevel          zapcore.Level
 	overload          overloadConfig
+	tls               tlsConfig
+	// apiKeys (comma-separated) and apiKeysFile are the API keys the data
+	// endpoints require; none: no key required.
+	apiKeys, apiKeysFile string
 }
 
 // overloadConfig bounds the memory and connections of requests in flight.
@@ -82,6 +86,15 @@ var flagEnv = []struct{ flag, env string }{
 	{"max-decode-bytes", "PREP_MAX_DECODE_BYTES"},
 	{"max-connections", "PREP_MAX_CONNECTIONS"},
 	{"read-timeout", "PREP_READ_TIMEOUT"},
+	{"tls-cert-file", "PREP_TLS_CERT_FILE"},
+	{"tls-key-file", "PREP_TLS_KEY_FILE"},
+	{"pred-tls", "PRED_TLS"},
+	{"pred-tls-ca-file", "PRED_TLS_CA_FILE"},
+	{"pred-tls-client-cert-file", "PRED_TLS_CLIENT_CERT_FILE"},
+	{"pred-tls-client-key-file", "PRED_TLS_CLIENT_KEY_FILE"},
+	{"pred-tls-server-name", "PRED_TLS_SERVER_NAME"},
+	{"api-keys", "PREP_API_KEYS"},
+	{"api-keys-file", "PREP_API_KEYS_FILE"},
 	{"log-level", "PREP_LOG_LEVEL"},
 }
 
@@ -105,6 +118,15 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.Int64Var(&cfg.overload.maxDecodeBytes, "max-decode-bytes", httpapi.DefaultMaxDecodeBytes, "memory of the images being decoded at once, in bytes (width*height*4 each); an image waits for room within its request timeout")
 	fs.IntVar(&cfg.overload.maxConnections, "max-connections", defaultMaxConnections, "most open connections; beyond it new ones get 503 overloaded and are closed (0: no limit)")
 	fs.DurationVar(&cfg.overload.readTimeout, "read-timeout", defaultReadTimeout, "time a client has to send a whole request, body included")
+	fs.StringVar(&cfg.tls.certFile, "tls-cert-file", "", "PEM certificate (chain) to serve HTTPS with; re-read when it changes")
+	fs.StringVar(&cfg.tls.keyFile, "tls-key-file", "", "PEM private key of -tls-cert-file")
+	fs.BoolVar(&cfg.tls.predTLS, "pred-tls", false, "dial pred over TLS, verifying it with the system roots unless -pred-tls-ca-file is set (implied by any -pred-tls-* flag); never falls back to plaintext")
+	fs.StringVar(&cfg.tls.predCAFile, "pred-tls-ca-file", "", "PEM bundle of the CAs pred's certificate is verified with; re-read when it changes")
+	fs.StringVar(&cfg.tls.predCertFile, "pred-tls-client-cert-file", "", "PEM client certificate prep presents to pred (mTLS); re-read when it changes")
+	fs.StringVar(&cfg.tls.predKeyFile, "pred-tls-client-key-file", "", "PEM private key of -pred-tls-client-cert-file")
+	fs.StringVar(&cfg.tls.predServerName, "pred-tls-server-name", "", "name pred's certificate must hold (default: the host of -pred-address; set it for dns:/// targets and IP addresses the certificate does not name)")
+	fs.StringVar(&cfg.apiKeys, "api-keys", "", "comma-separated API keys the prediction and model endpoints require as Authorization: Bearer KEY or X-API-Key: KEY (prefer the variable or -api-keys-file: a flag shows in the process list)")
+	fs.StringVar(&cfg.apiKeysFile, "api-keys-file", "", "file of API keys, one a line (# comments), re-read when it changes; adds to -api-keys")
 	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: prep [flags]\n\nEach flag can also be set by its environment variable; a flag given on the command line wins.")
@@ -153,6 +175,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	case cfg.overload.readTimeout <= 0:
 		return cfg, fmt.Errorf("-read-timeout %v must be positive", cfg.overload.readTimeout)
 	}
+	if err := cfg.tls.check(); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 
@@ -193,7 +218,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	tr := tracing.New(traces)
 
+	predCreds, err := cfg.tls.predCredentials(log)
+	if err != nil {
+		return err
+	}
 	client, err := predclient.New(predclient.Config{
+		Credentials: predCreds,
 		Target:      cfg.predAddress,
 		Model:       cfg.model,
 		Version:     cfg.modelVersion,
@@ -213,12 +243,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer refresh.Wait()
 	defer stopRefresh()
 
+	keys, err := apiKeys(cfg, log.Named("apikey"))
+	if err != nil {
+		return err
+	}
 	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
 	setMemoryLimit(cfg.overload, getenv, log)
 	// A plaintext listener answers connections beyond the limit with a
-	// 503; behind TLS it could only close them.
+	// 503; behind TLS it can only close them.
+	refusal := inflight.HTTPRefusal(cfg.overload.maxConnections)
+	if cfg.tls.certFile != "" {
+		refusal = nil
+	}
 	conns := inflight.Limit(nil, cfg.overload.maxConnections, inflight.ListenerOptions{
-		Refusal: inflight.HTTPRefusal(cfg.overload.maxConnections),
+		Refusal: refusal,
 		OnRefused: func(n int64) {
 			log.Warn("connections refused: the listener has its maximum open", zap.Int64("refused", n), zap.Int("max_connections", cfg.overload.maxConnections))
 		},
@@ -235,6 +273,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			MaxBodyBytes:      cfg.maxBodyBytes,
 			MaxBatchImages:    cfg.maxBatchImages,
 			Tracing:           tr,
+			APIKeys:           keys,
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       cfg.overload.readTimeout,
@@ -247,8 +286,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on %s: %w", cfg.httpAddr, err)
 	}
 	ln = conns.Attach(ln)
+	tlsLn, err := cfg.tls.listener(log, ln)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ln = tlsLn
 	log.Info("listening",
-		zap.String("http_addr", ln.Addr().String()),
+		zap.String("http_addr", ln.Addr().String()), zap.Bool("https", cfg.tls.certFile != ""),
+		zap.Bool("pred_tls", cfg.tls.predTLS),
 		zap.String("pred_address", predclient.Target(cfg.predAddress)),
 		zap.String("model", cfg.model), zap.Int64("model_version", cfg.modelVersion))
 

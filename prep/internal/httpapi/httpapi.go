@@ -26,6 +26,7 @@ import (
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/api/inflight"
+	"github.com/prepred/prepred/prep/internal/apikey"
 	"github.com/prepred/prepred/prep/internal/metrics"
 	"github.com/prepred/prepred/prep/internal/predclient"
 	"github.com/prepred/prepred/prep/internal/tracing"
@@ -79,6 +80,10 @@ type Config struct {
 	// Tracing gives requests and their stages spans; nil (tracing off)
 	// installs nothing.
 	Tracing *tracing.Tracing
+	// APIKeys, if set, are required on the data endpoints (predictions,
+	// models, metadata, labels); /health, /ready, /metrics, the web page
+	// and the docs stay open.
+	APIKeys *apikey.Keys
 }
 
 type server struct {
@@ -156,7 +161,8 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 
 	// The classic service's routes, on the default model unless ?model=
 	// names another, and the same per model, by name in the path.
-	for _, g := range []gin.IRoutes{r, r.Group("/v1/models/:model")} {
+	data := r.Group("", s.requireAPIKey(cfg.APIKeys))
+	for _, g := range []gin.IRoutes{data, data.Group("/v1/models/:model")} {
 		g.GET("/metadata", s.metadata)
 		g.GET("/label", s.label)
 		g.POST("/predict", s.predict)
@@ -166,9 +172,9 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 	}
 	r.GET("/health", s.health)
 	r.GET("/ready", s.ready)
-	r.GET("/predict/test", s.predictTest)
-	r.GET("/predict/test/label", s.predictTestLabel)
-	r.GET("/v1/models", s.models)
+	data.GET("/predict/test", s.predictTest)
+	data.GET("/predict/test/label", s.predictTestLabel)
+	data.GET("/v1/models", s.models)
 
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{})))
 	r.GET("/openapi.json", s.openAPI)

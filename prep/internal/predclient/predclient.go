@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -96,6 +97,9 @@ type Config struct {
 	// DialOptions are added to the connection's own, e.g. tracing's stats
 	// handler.
 	DialOptions []grpc.DialOption
+	// Credentials secure the connection (TLS, mTLS); nil dials in
+	// plaintext. Either way there is no fallback to the other.
+	Credentials credentials.TransportCredentials
 }
 
 // Client talks to pred over one connection: it keeps the contract of the
@@ -165,8 +169,12 @@ func New(cfg Config) (*Client, error) {
 	if err := checkTarget(target); err != nil {
 		return nil, fmt.Errorf("predclient: pred address %q: %w", cfg.Target, err)
 	}
+	creds := cfg.Credentials
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	conn, err := grpc.NewClient(target, append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithResolvers(listBuilder{}),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithConnectParams(grpc.ConnectParams{
