@@ -488,7 +488,7 @@ func (c *Client) refreshLocked(ctx context.Context, e *entry) (*Contract, error)
 		}
 		err = &RefusedError{Model: md.GetModel(), Version: md.GetVersion(), Err: err}
 	} else {
-		err = fmt.Errorf("read the contract of model %q from pred at %s: %w", e.key.model, c.cfg.Target, err)
+		err = fmt.Errorf("read the contract of model %q from pred at %s: %w", e.key.model, c.cfg.Target, c.explain(err))
 	}
 	if transient(err) && e.contract.Load() != nil {
 		// pred is unreachable for now; what it announced still holds.
