@@ -268,7 +268,9 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 	second.Store(p.issue(t, "prep", serverOptions()).SerialNumber)
 	p.issue(t, "prep-client", certgen.Options{Client: true})
 	predSecond := p.issue(t, "pred", serverOptions())
-	prep.WaitLog(t, reloadDeadline, func(m map[string]any) bool { return m["msg"] == "tls files reloaded" && m["serial"] == second.Load().Text(16) })
+	prep.WaitLog(t, reloadDeadline, func(m map[string]any) bool {
+		return m["msg"] == "tls files reloaded" && m["serial"] == second.Load().Text(16)
+	})
 	mark := len(l.snapshot())
 	l.waitFor(t, "answers with prep's new certificate", func(as []answer) bool { return sawNew.Load() && len(as) >= mark+20 })
 	// pred's next handshakes present its new certificate.
