@@ -6,19 +6,25 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-func probeGRPC(ctx context.Context, addr, service string) (string, error) {
+func probeGRPC(ctx context.Context, addr, service string, tlsCfg *tls.Config) (string, error) {
 	target, err := probeAddr(addr)
 	if err != nil {
 		return "", err
 	}
-	conn, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return "", fmt.Errorf("grpc client for %s: %w", target, err)
 	}

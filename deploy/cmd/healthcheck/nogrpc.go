@@ -7,9 +7,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 )
 
-func probeGRPC(context.Context, string, string) (string, error) {
+func probeGRPC(context.Context, string, string, *tls.Config) (string, error) {
 	return "", errors.New("this healthcheck is built without the gRPC probe (-tags nogrpc); use -http")
 }

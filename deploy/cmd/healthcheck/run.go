@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -23,6 +25,11 @@ const maxBodyInReport = 512
 // to stdout (Docker keeps it in the container's health log). It returns an
 // error when the target is not healthy or the arguments are wrong.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	return runEnv(ctx, args, os.Getenv, stdout)
+}
+
+// runEnv is run with the environment read through getenv.
+func runEnv(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	grpcAddr := fs.String("grpc", "", "probe this gRPC address with grpc.health.v1 Check")
@@ -30,6 +37,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	httpAddr := fs.String("http", "", "probe this HTTP address with GET -path")
 	path := fs.String("path", "/ready", "path for -http")
 	timeout := fs.Duration("timeout", defaultTimeout, "give up after this long")
+	var tlsf tlsFlags
+	tlsf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,16 +49,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError(stdout, "exactly one of -grpc and -http is required")
 	}
 
+	tlsCfg, err := tlsf.config(*grpcAddr != "", getenv)
+	if err != nil {
+		return usageError(stdout, err.Error())
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	var (
-		status string
-		err    error
-	)
+	var status string
 	if *grpcAddr != "" {
-		status, err = probeGRPC(ctx, *grpcAddr, *service)
+		status, err = probeGRPC(ctx, *grpcAddr, *service, tlsCfg)
 	} else {
-		status, err = probeHTTP(ctx, *httpAddr, *path)
+		status, err = probeHTTP(ctx, *httpAddr, *path, tlsCfg)
 	}
 	if err != nil {
 		fmt.Fprintf(stdout, "unhealthy: %v\n", err)
@@ -77,17 +87,21 @@ func probeAddr(addr string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-func probeHTTP(ctx context.Context, addr, path string) (string, error) {
+func probeHTTP(ctx context.Context, addr, path string, tlsCfg *tls.Config) (string, error) {
 	target, err := probeAddr(addr)
 	if err != nil {
 		return "", err
 	}
-	url := "http://" + target + path
+	scheme, client := "http", http.DefaultClient
+	if tlsCfg != nil {
+		scheme, client = "https", &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	}
+	url := scheme + "://" + target + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", fmt.Errorf("request for %s: %w", url, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("GET %s: %w", url, err)
 	}
