@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		"model repository directory to write to (env PRED_MODEL_REPOSITORY)")
 	force := fs.Bool("force", false, "regenerate models that are already complete")
 	inspectPath := fs.String("inspect", "", "print the inputs and outputs of this ONNX file and exit")
+	colorsOrder := fs.String("colors-color-order", "", "write the colors model for input in this color order ("+colorOrderNames()+
+		"): its PreprocessSpec and weights change together, a release whose spec differs (implies -force)")
 	var models, testModels modelList
 	fs.Var(&models, "model", "model to generate, repeatable (default: all of "+strings.Join(modelgen.Names(), ", ")+")")
 	fs.Var(&testModels, "test-model", "write this element-type test model instead, repeatable: "+strings.Join(testmodels.Names(), ", "))
@@ -51,8 +54,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 
+	if *colorsOrder != "" {
+		if _, ok := colorOrders[*colorsOrder]; !ok {
+			return fmt.Errorf("-colors-color-order %q: want one of %s", *colorsOrder, colorOrderNames())
+		}
+		if len(models) > 0 && !slices.Contains(models, modelgen.Colors) {
+			return fmt.Errorf("-colors-color-order changes the %s model, which -model does not name", modelgen.Colors)
+		}
+		// The variant starts from the standard model, written afresh.
+		*force = true
+	}
+
 	start := time.Now()
 	results, err := modelgen.Build(*out, *force, models...)
+	if err == nil && *colorsOrder != "" {
+		err = writeColorsOrder(*out, *colorsOrder)
+	}
 	for _, r := range results {
 		if !r.Generated {
 			fmt.Fprintf(stdout, "kept      %s (complete)\n", r.Dir)
