@@ -217,10 +217,11 @@ func TestPredDockerfile(t *testing.T) {
 	checkStageGraph(t, df)
 
 	wantBases := map[string]string{
-		"build":   "golang:1.26-bookworm",
-		"ort-cpu": "golang:1.26-bookworm",
-		"ort-gpu": "golang:1.26-bookworm",
-		"cpu":     "debian:bookworm-slim",
+		"build":      "golang:1.26-bookworm",
+		"ort-cpu":    "golang:1.26-bookworm",
+		"ort-gpu":    "golang:1.26-bookworm",
+		"cpu-rootfs": "build",
+		"cpu":        "scratch",
 	}
 	for name, base := range wantBases {
 		if got := df.stage(t, name).base; got != base {
@@ -236,7 +237,7 @@ func TestPredDockerfile(t *testing.T) {
 
 	build := strings.Join(df.stage(t, "build").all("RUN"), "\n")
 	for _, want := range []string{
-		"CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o /out/bin/pred ./pred/cmd/pred",
+		"CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo -ldflags='-s -w' -o /out/bin/pred ./pred/cmd/pred",
 		"CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/bin/healthcheck ./deploy/cmd/healthcheck",
 		"go run ./pred/cmd/genmodels -out /out/models",
 	} {
@@ -252,6 +253,18 @@ func TestPredDockerfile(t *testing.T) {
 		if !strings.Contains(gpuRun, want) {
 			t.Errorf("ort-gpu stage RUN lacks %q", want)
 		}
+	}
+
+	// The scratch image gets the libraries pred and ONNX Runtime load, the
+	// shell its health check runs in, and uid 65532's passwd entry.
+	rootfs := df.stage(t, "cpu-rootfs").one(t, "RUN")
+	for _, want := range []string{"ldd /out/bin/pred /opt/onnxruntime/lib/libonnxruntime.so.1", `"$root/bin/sh"`, "pred:x:65532:65532:", "ca-certificates.crt"} {
+		if !strings.Contains(rootfs, want) {
+			t.Errorf("cpu-rootfs stage RUN lacks %q", want)
+		}
+	}
+	if !slices.Contains(df.stage(t, "cpu").copiesFrom("cpu-rootfs"), "/") {
+		t.Error("cpu stage does not copy the cpu-rootfs files to /")
 	}
 
 	for _, name := range []string{"cpu", "gpu"} {
@@ -276,22 +289,27 @@ func TestPrepDockerfile(t *testing.T) {
 	df := parseDockerfile(t, "prep/Dockerfile")
 	checkStageGraph(t, df)
 	build, runtime := df.stage(t, "build"), df.stage(t, "runtime")
-	if build.base != "golang:1.26-bookworm" || runtime.base != "debian:bookworm-slim" {
-		t.Errorf("bases %q, %q: want golang:1.26-bookworm and debian:bookworm-slim", build.base, runtime.base)
+	if build.base != "golang:1.26-bookworm" || runtime.base != "scratch" {
+		t.Errorf("bases %q, %q: want golang:1.26-bookworm and scratch", build.base, runtime.base)
 	}
+	// prep's JPEG decoder links libjpeg-turbo (-ljpeg) through cgo,
+	// statically: the scratch image has no shared libraries.
 	runs := strings.Join(build.all("RUN"), "\n")
 	for _, want := range []string{
 		"libjpeg62-turbo-dev",
-		"CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o /out/bin/prep ./prep/cmd/prep",
-		"CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/bin/healthcheck ./deploy/cmd/healthcheck",
+		"busybox-static",
+		"CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo -ldflags='-s -w -linkmode external -extldflags \"-static\"' -o /out/bin/prep ./prep/cmd/prep",
+		"CGO_ENABLED=0 go build -trimpath -tags nogrpc -ldflags='-s -w' -o /out/bin/healthcheck ./deploy/cmd/healthcheck",
+		`cp /bin/busybox "$root/bin/sh"`,
+		"prep:x:65532:65532:",
+		"ca-certificates.crt",
 	} {
 		if !strings.Contains(runs, want) {
 			t.Errorf("build stage does not run %q", want)
 		}
 	}
-	// prep's JPEG decoder links libjpeg-turbo (-ljpeg) through cgo.
-	if !strings.Contains(strings.Join(runtime.all("RUN"), "\n"), "libjpeg62-turbo") {
-		t.Error("runtime stage does not install libjpeg62-turbo")
+	if !slices.Contains(runtime.copiesFrom("build"), "/") {
+		t.Error("runtime stage does not copy the build's rootfs files to /")
 	}
 	checkRuntimeStage(t, df, runtime, []string{"8000"}, `-http "${PREP_HTTP_ADDR:-:8000}" -path /ready`)
 	if env := runtime.env(t); env["PREP_HTTP_ADDR"] != ":8000" {
