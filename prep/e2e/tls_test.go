@@ -37,7 +37,7 @@ type pki struct {
 	caFile string
 }
 
-func newPKI(t *testing.T, name string) *pki {
+func newPKI(t testing.TB, name string) *pki {
 	t.Helper()
 	ca, err := certgen.NewCA(name)
 	if err != nil {
@@ -53,7 +53,7 @@ func newPKI(t *testing.T, name string) *pki {
 
 // issue writes <name>.crt and <name>.key (replacing earlier ones) and
 // returns the certificate.
-func (p *pki) issue(t *testing.T, name string, o certgen.Options) *x509.Certificate {
+func (p *pki) issue(t testing.TB, name string, o certgen.Options) *x509.Certificate {
 	t.Helper()
 	leaf, err := p.ca.Issue(name, o)
 	if err != nil {
@@ -74,7 +74,7 @@ func serverOptions() certgen.Options {
 }
 
 // clientConfig trusts p's CA and presents <name>.crt unless name is empty.
-func (p *pki) clientConfig(t *testing.T, name string) *tls.Config {
+func (p *pki) clientConfig(t testing.TB, name string) *tls.Config {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(p.ca.CertPEM)
