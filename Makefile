@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 BIN := bin
 TOOLS := .cache/tools/bin
 
-.PHONY: run test check build models onnxruntime helm jaeger run-jaeger golden bench fmt deps-build deps-test
+.PHONY: run test check build models onnxruntime helm jaeger run-jaeger golden bench fmt deps-build deps-test test-containers
 
 # deps-build and deps-test install the Debian packages the commands below
 # need when they are missing (as root or with passwordless sudo), or stop at
@@ -60,6 +60,11 @@ run: onnxruntime models build
 
 test: deps-build deps-test onnxruntime models helm jaeger golden
 	ONNXRUNTIME_LIB="$$(scripts/install-onnxruntime.sh)" go test $(GO_TEST_FLAGS) $(MODULES)
+
+# test-containers builds both images and checks docker-compose.yml on a real
+# Docker engine (its own dockerd when none answers): scripts/test-containers.sh.
+test-containers:
+	scripts/test-containers.sh
 
 check: deps-build
 	scripts/gen-proto.sh --check
