@@ -71,7 +71,12 @@ type clientCreds struct {
 }
 
 // ClientHandshake implements credentials.TransportCredentials.
+// grpc's TLS credentials check the name of the authority they are given,
+// so the expected name, when set, is given as the authority.
 func (c *clientCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if c.serverName != "" {
+		authority = c.serverName
+	}
 	return credentials.NewTLS(c.s.ClientConfig(c.serverName)).ClientHandshake(ctx, authority, conn)
 }
 
@@ -83,7 +88,7 @@ func (c *clientCreds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo,
 
 // Info implements credentials.TransportCredentials.
 func (c *clientCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2", ServerName: c.serverName}
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
 }
 
 // Clone implements credentials.TransportCredentials.
