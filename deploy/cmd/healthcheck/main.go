@@ -9,6 +9,11 @@
 // A listen address (":50051", "0.0.0.0:50051", "[::]:50051") is probed on
 // loopback, so the same value as the server's PRED_GRPC_ADDR or
 // PREP_HTTP_ADDR can be passed.
+//
+// With TLS on in the container (PRED_TLS_CERT_FILE, PREP_TLS_CERT_FILE) the
+// probe speaks TLS, and under pred's mTLS presents pred's own certificate;
+// -ca-file, -cert-file, -key-file and -server-name probe other hosts (see
+// tls.go).
 package main
 
 import (
