@@ -135,7 +135,7 @@ func TestContainers(t *testing.T) {
 			}
 			return ""
 		})
-		s.dockerCmd(t, "kill", "--signal", "KILL", victim)
+		s.crash(t, victim)
 		killedAt := l.stats.total()
 		wait()
 		t.Logf("SIGKILL after %d requests: %v", killedAt, &l.stats)
@@ -200,15 +200,23 @@ func TestContainers(t *testing.T) {
 		stop, wait := l.background(ctx, rollRate, rollMax)
 		defer func() { stop(); wait() }()
 		current := slices.Clone(preds)
-		for _, old := range preds {
+		// phase logs what the load got since the previous phase ended.
+		mark := l.stats.snapshot()
+		phase := func(what string) {
+			t.Logf("%-44s %s", what+":", l.stats.since(mark))
+			mark = l.stats.snapshot()
+		}
+		for i, old := range preds {
 			fresh := s.scaleUp(t, "pred", len(current)+1, current)
 			s.waitHealthy(t, startTimeout, fresh)
+			phase(fmt.Sprintf("release 2 replica %d starting", i+1))
 			s.dockerCmd(t, "stop", "--time", stopGrace, old)
 			s.dockerCmd(t, "rm", old)
 			current = append(slices.DeleteFunc(current, func(id string) bool { return id == old }), fresh)
 			// prep learns of the new replica when it re-resolves pred's
 			// name after losing the old one; wait until it sends calls there.
 			s.waitCalls(t, l, fresh)
+			phase(fmt.Sprintf("release 1 replica %d stopped, until 2 is used", i+1))
 		}
 		waitFor(t, followTimeout, "preps following the new spec", func() string {
 			var behind []string
@@ -219,6 +227,7 @@ func TestContainers(t *testing.T) {
 			}
 			return strings.Join(behind, ", ")
 		})
+		phase("until every prep uses the new spec")
 		stop()
 		wait()
 		t.Logf("release 2 rolled in: %v", &l.stats)
@@ -264,6 +273,22 @@ func TestContainers(t *testing.T) {
 			t.Errorf("after down, network %s remains", s.network)
 		}
 	})
+}
+
+// crash SIGKILLs the main process of container id from the engine's host,
+// as a crash would end it. docker kill marks the container as stopped by
+// hand (Docker 20.10), so its restart policy would not apply; a signal to
+// the process itself leaves the engine seeing an unexpected exit. A helper
+// container in the host's PID namespace sends it, so the PID is the
+// engine's host's, wherever the engine runs.
+func (s *stack) crash(t *testing.T, id string) {
+	t.Helper()
+	var pid int
+	if _, err := fmt.Sscan(s.dockerCmd(t, "inspect", "--format", "{{.State.Pid}}", id), &pid); err != nil || pid <= 1 {
+		t.Fatalf("container %s: no process to kill (pid %d, %v)", id, pid, err)
+	}
+	s.dockerCmd(t, "run", "--rm", "--pid", "host", "--network", "none", "--label", testLabel+"="+s.project,
+		"--entrypoint", "sh", probeImage, "-c", fmt.Sprintf("kill -KILL %d", pid))
 }
 
 // ports returns the host ports of the prep containers.

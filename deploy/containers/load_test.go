@@ -94,6 +94,20 @@ func (s *stats) get(o outcome) int {
 	return s.counts[o]
 }
 
+// since returns the counts added after the snapshot before, as a report.
+func (s *stats) since(before [numOutcomes]int) string {
+	now := s.snapshot()
+	return fmt.Sprintf("%d ok, %d wrong, %d refused, %d other",
+		now[outcomeOK]-before[outcomeOK], now[outcomeWrongLabel]-before[outcomeWrongLabel],
+		now[outcomeContract]-before[outcomeContract], now[outcomeOtherError]-before[outcomeOtherError])
+}
+
+func (s *stats) snapshot() [numOutcomes]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts
+}
+
 func (s *stats) total() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
