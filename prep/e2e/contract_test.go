@@ -187,7 +187,8 @@ func countVersion(version int64) func([]answer) int {
 // from 2): no answer mixes a tensor preprocessed for one version with the
 // other. A request that meets the swap is preprocessed again with the new
 // spec and re-sent, so the management API swap causes no error at all;
-// a restart only the clean 503s of the time no pred listens. Version 1
+// a restart only the clean 503 pred_unavailable of the time no pred
+// listens or the new one has no version ready yet. Version 1
 // answers start before the swap is done, version 2 answers after it
 // started; with a restart, every version 1 answer ends before the first
 // version 2 answer starts.

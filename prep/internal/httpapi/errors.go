@@ -127,7 +127,13 @@ func imageError(err error) (*apiError, bool) {
 func predError(err error, timeout time.Duration) *apiError {
 	var ce *predclient.ContractError
 	if errors.As(err, &ce) {
-		if ce.Changed() || ce.RefreshErr != nil {
+		switch {
+		case ce.RefreshErr != nil && status.Code(ce.RefreshErr) == codes.Unavailable:
+			// The version prep used is gone and pred serves none yet (a
+			// restart with a new release, still loading): the model is
+			// unavailable, as it is to a request that arrives now.
+			return &apiError{Status: http.StatusServiceUnavailable, Code: codePredUnavailable, Message: ce.Error()}
+		case ce.Changed() || ce.RefreshErr != nil:
 			return &apiError{Status: http.StatusServiceUnavailable, Code: codeContractChanged, Message: ce.Error()}
 		}
 		return &apiError{Status: http.StatusConflict, Code: codeContractMismatch, Message: ce.Error()}

@@ -433,6 +433,29 @@ func TestContractChangesDuringRetry(t *testing.T) {
 	}
 }
 
+// TestContractGoneWhileLoading: the version prep used is gone and pred has
+// no ready version yet (a restart with a new release that is still
+// loading): the answer is the 503 pred_unavailable of a model that cannot
+// serve now, naming both refusals, not a contract_changed that promises a
+// new contract; prep does not retry.
+func TestContractGoneWhileLoading(t *testing.T) {
+	api := startAPI(t, testTimeout, true)
+	api.pred.SetPredict(func(ctx context.Context, req *predv1.PredictRequest) (*predv1.PredictResponse, error) {
+		api.pred.SetMetadata(nil, status.Error(codes.Unavailable, `model "colors" has no ready version: 2 (LOADING)`))
+		return nil, status.Error(codes.NotFound, `model "colors" has no version 1; served versions: 2 (LOADING)`)
+	})
+	img := jsonBody(solidJPEG(t, 64, 48, color.White))
+	msg := wantError(t, api.postJSON(t, "/predict/label", img), http.StatusServiceUnavailable, codePredUnavailable)
+	for _, want := range []string{"has no version 1", "no ready version: 2 (LOADING)"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not say %q", msg, want)
+		}
+	}
+	if reqs, _ := api.pred.Requests(); len(reqs) != 1 {
+		t.Errorf("pred got %d requests, want 1 (no retry)", len(reqs))
+	}
+}
+
 // changedMetadata is the colors model as another version with another spec
 // (bicubic; a bigger input for odd versions).
 func changedMetadata(t *testing.T, version int64) *predv1.ModelMetadataResponse {
