@@ -45,8 +45,44 @@ var published = map[string]map[string]protoreflect.FieldNumber{
 	"inference.ServerLiveResponse":                   {"live": 1},
 	"inference.ServerReadyResponse":                  {"ready": 1},
 	"inference.ModelReadyResponse":                   {"ready": 1},
-	"onnxruntime.server.PredictRequest":              {"inputs": 2, "output_filter": 3},
-	"onnxruntime.server.PredictResponse":             {"outputs": 1},
+	// Triton's model_config.proto and grpc_service.proto extensions.
+	"inference.ModelConfig": {
+		"name": 1, "platform": 2, "backend": 17, "version_policy": 3, "max_batch_size": 4, "input": 5, "output": 6,
+		"dynamic_batching": 11, "instance_group": 7, "default_model_filename": 8,
+	},
+	"inference.ModelInput":                  {"name": 1, "data_type": 2, "format": 3, "dims": 4},
+	"inference.ModelOutput":                 {"name": 1, "data_type": 2, "dims": 3, "label_filename": 4},
+	"inference.ModelInstanceGroup":          {"name": 1, "kind": 4, "count": 2, "gpus": 3},
+	"inference.ModelVersionPolicy":          {"latest": 1, "all": 2, "specific": 3},
+	"inference.ModelVersionPolicy.Latest":   {"num_versions": 1},
+	"inference.ModelVersionPolicy.Specific": {"versions": 1},
+	"inference.ModelDynamicBatching": {
+		"preferred_batch_size": 1, "max_queue_delay_microseconds": 2, "preserve_ordering": 3, "default_queue_policy": 6,
+	},
+	"inference.ModelQueuePolicy": {
+		"timeout_action": 1, "default_timeout_microseconds": 2, "allow_timeout_override": 3, "max_queue_size": 4,
+	},
+	"inference.ModelConfigRequest":     {"name": 1, "version": 2},
+	"inference.ModelConfigResponse":    {"config": 1},
+	"inference.ModelStatisticsRequest": {"name": 1, "version": 2},
+	"inference.StatisticDuration":      {"count": 1, "ns": 2},
+	"inference.InferStatistics": {
+		"success": 1, "fail": 2, "queue": 3, "compute_input": 4, "compute_infer": 5, "compute_output": 6,
+	},
+	"inference.InferBatchStatistics": {"batch_size": 1, "compute_input": 2, "compute_infer": 3, "compute_output": 4},
+	"inference.ModelStatistics": {
+		"name": 1, "version": 2, "last_inference": 3, "inference_count": 4, "execution_count": 5,
+		"inference_stats": 6, "batch_stats": 7,
+	},
+	"inference.ModelStatisticsResponse":            {"model_stats": 1},
+	"inference.ModelRepositoryParameter":           {"bool_param": 1, "int64_param": 2, "string_param": 3, "bytes_param": 4},
+	"inference.RepositoryIndexRequest":             {"repository_name": 1, "ready": 2},
+	"inference.RepositoryIndexResponse":            {"models": 1},
+	"inference.RepositoryIndexResponse.ModelIndex": {"name": 1, "version": 2, "state": 3, "reason": 4},
+	"inference.RepositoryModelLoadRequest":         {"repository_name": 1, "model_name": 2, "parameters": 3},
+	"inference.RepositoryModelUnloadRequest":       {"repository_name": 1, "model_name": 2, "parameters": 3},
+	"onnxruntime.server.PredictRequest":            {"inputs": 2, "output_filter": 3},
+	"onnxruntime.server.PredictResponse":           {"outputs": 1},
 	"onnx.TensorProto": {
 		"dims": 1, "data_type": 2, "segment": 3, "float_data": 4, "int32_data": 5, "string_data": 6,
 		"int64_data": 7, "name": 8, "raw_data": 9, "double_data": 10, "uint64_data": 11, "doc_string": 12,
@@ -73,7 +109,10 @@ var published = map[string]map[string]protoreflect.FieldNumber{
 
 // publishedServices lists service full name -> methods.
 var publishedServices = map[string][]string{
-	"inference.GRPCInferenceService":       {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"},
+	"inference.GRPCInferenceService": {
+		"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
+		"ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
+	},
 	"onnxruntime.server.PredictionService": {"Predict"},
 }
 
@@ -93,6 +132,39 @@ func TestPublishedFieldNumbers(t *testing.T) {
 			}
 			if f.Number() != num {
 				t.Errorf("%s.%s: field number %d, published %d", msgName, name, f.Number(), num)
+			}
+		}
+	}
+}
+
+// publishedEnums lists enum full name -> value name -> number.
+var publishedEnums = map[string]map[string]protoreflect.EnumNumber{
+	"inference.DataType": {
+		"TYPE_INVALID": 0, "TYPE_BOOL": 1, "TYPE_UINT8": 2, "TYPE_UINT16": 3, "TYPE_UINT32": 4, "TYPE_UINT64": 5,
+		"TYPE_INT8": 6, "TYPE_INT16": 7, "TYPE_INT32": 8, "TYPE_INT64": 9, "TYPE_FP16": 10, "TYPE_FP32": 11,
+		"TYPE_FP64": 12, "TYPE_STRING": 13, "TYPE_BF16": 14,
+	},
+	"inference.ModelInstanceGroup.Kind":        {"KIND_AUTO": 0, "KIND_GPU": 1, "KIND_CPU": 2, "KIND_MODEL": 3},
+	"inference.ModelInput.Format":              {"FORMAT_NONE": 0, "FORMAT_NHWC": 1, "FORMAT_NCHW": 2},
+	"inference.ModelQueuePolicy.TimeoutAction": {"REJECT": 0, "DELAY": 1},
+}
+
+func TestPublishedEnums(t *testing.T) {
+	for enumName, values := range publishedEnums {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(enumName))
+		if err != nil {
+			t.Errorf("%s: %v", enumName, err)
+			continue
+		}
+		ed := d.(protoreflect.EnumDescriptor)
+		for name, num := range values {
+			v := ed.Values().ByName(protoreflect.Name(name))
+			if v == nil {
+				t.Errorf("%s.%s: missing", enumName, name)
+				continue
+			}
+			if v.Number() != num {
+				t.Errorf("%s.%s = %d, published %d", enumName, name, v.Number(), num)
 			}
 		}
 	}
