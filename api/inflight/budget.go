@@ -64,6 +64,12 @@ type Budget struct {
 	wake    chan struct{}
 
 	refused [numReasons]atomic.Int64
+
+	// burst is set when the bytes reserved reach half the limit, and
+	// cleared (with a note on drained, when set) once they fall to a
+	// sixteenth: see NotifyDrained.
+	burst   atomic.Bool
+	drained atomic.Pointer[chan<- struct{}]
 }
 
 // NewBudget returns a budget of limit bytes (at least 1).
@@ -100,6 +106,9 @@ func (b *Budget) tryReserve(n int64) bool {
 			return false
 		}
 		if b.used.CompareAndSwap(used, used+n) {
+			if used+n >= b.limit/2 && !b.burst.Load() {
+				b.burst.Store(true)
+			}
 			return true
 		}
 	}
@@ -143,7 +152,14 @@ func (b *Budget) Release(n int64) {
 	if n <= 0 {
 		return
 	}
-	b.used.Add(-n)
+	if b.used.Add(-n) <= b.limit/16 && b.burst.Load() && b.burst.CompareAndSwap(true, false) {
+		if c := b.drained.Load(); c != nil {
+			select {
+			case *c <- struct{}{}:
+			default: // a note is already waiting
+			}
+		}
+	}
 	b.mu.Lock()
 	if b.waiters > 0 {
 		close(b.wake)
@@ -151,6 +167,11 @@ func (b *Budget) Release(n int64) {
 	}
 	b.mu.Unlock()
 }
+
+// NotifyDrained makes the budget send on c, without blocking, each time a
+// burst ends: the bytes reserved reached half the limit and have fallen
+// back to a sixteenth of it. A Reclaimer listens.
+func (b *Budget) NotifyDrained(c chan<- struct{}) { b.drained.Store(&c) }
 
 // Reservation is the bytes one request holds in a Budget; it may grow
 // while the request runs and is released once, when the request is done.
