@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/pred/predtest"
 	"github.com/prepred/prepred/prep/preptest"
 )
@@ -50,7 +51,8 @@ func procStatusKB(b *testing.B, pid int, field string) int64 {
 // BenchmarkFloodPeakRSS floods a real prep process (with --max-inflight-bytes
 // 128 MiB, --max-decode-bytes 32 MiB) with 100 concurrent 16 MiB uploads, benchFloodRounds times, and
 // reports its resident memory: before (baseline, after a warm-up request),
-// at its peak (VmHWM) and after the flood, against the budgets. The goal is
+// at its peak (VmHWM), right after the flood and once the flood's memory
+// has been returned to the operating system, against the budgets. The goal is
 // peak <= baseline + budgets + 20%.
 //
 //	go test ./prep/e2e -run '^$' -bench FloodPeakRSS -benchtime 1x
@@ -123,9 +125,42 @@ func BenchmarkFloodPeakRSS(b *testing.B) {
 	b.StopTimer()
 	peak := procStatusKB(b, pid, "VmHWM")
 	after := procStatusKB(b, pid, "VmRSS")
+	// The flood's last burst ends with a return of its memory (bursts within
+	// the reclaim interval share one, after it).
+	returns := benchMetric(b, url, "prep_memory_returns_total")
+	for end := time.Now().Add(inflight.DefaultReclaimInterval + 5*time.Second); benchMetric(b, url, "prep_memory_returns_total") <= returns; {
+		if time.Now().After(end) {
+			b.Fatalf("no return of memory within %v of the flood's end", inflight.DefaultReclaimInterval+5*time.Second)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	returned := procStatusKB(b, pid, "VmRSS")
 	b.ReportMetric(float64(baseline)/1024, "baseline_MiB")
 	b.ReportMetric(float64(peak)/1024, "peak_MiB")
 	b.ReportMetric(float64(after)/1024, "after_MiB")
+	b.ReportMetric(float64(returned)/1024, "returned_MiB")
 	b.ReportMetric(float64(peak-baseline)*1024/(benchFloodBudget+benchFloodDecode), "peak_over_baseline/budgets")
 	b.Logf("answers by status (0: connection error): %v", codes)
+}
+
+// benchMetric reads an unlabelled sample of prep's /metrics.
+func benchMetric(b *testing.B, url, name string) float64 {
+	b.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() {
+		if v, ok := strings.CutPrefix(lines.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return f
+		}
+	}
+	b.Fatalf("/metrics has no %s", name)
+	return 0
 }

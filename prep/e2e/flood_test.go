@@ -244,6 +244,13 @@ func TestFloodIsShedBeforeReading(t *testing.T) {
 	if got := metricValue(t, prep.URL, "prep_inflight_bytes", `{budget="requests"}`); got != 0 {
 		t.Errorf("prep_inflight_bytes after the flood = %v, want 0", got)
 	}
+	// The burst is over: its memory goes back to the operating system.
+	prep.WaitLog(t, loadTimeout, func(m map[string]any) bool {
+		return m["msg"] == "returned the memory of a burst to the operating system"
+	})
+	if got := metricValue(t, prep.URL, "prep_memory_returns_total", ""); got < 1 {
+		t.Errorf("prep_memory_returns_total after the flood = %v, want at least 1", got)
+	}
 	if got := metricValue(t, prep.URL, "prep_overload_refusals_total", `{reason="body"}`); got < floodUploads-floodAdmitted {
 		t.Errorf("prep_overload_refusals_total{reason=body} = %v, want at least %d", got, floodUploads-floodAdmitted)
 	}

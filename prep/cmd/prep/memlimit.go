@@ -2,6 +2,7 @@ package main
 
 import (
 	"runtime/debug"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -12,11 +13,11 @@ import (
 // smaller one more collections when the budgets are full.
 const (
 	baselineHeadroom    = 16 << 20
-	garbageHeadroomFrac = 8 // 1/8 of the budgets
+	garbageHeadroomFrac = 16 // 1/16 of the budgets
 )
 
 // setMemoryLimit gives the Go collector a soft memory limit of the
-// budgets plus their eighth plus baselineHeadroom, unless GOMEMLIMIT sets
+// budgets plus their sixteenth plus baselineHeadroom, unless GOMEMLIMIT sets
 // one: with GOGC
 // alone the heap may grow to twice the bytes in flight before a
 // collection, so a flood that fills the budget would take twice the
@@ -30,4 +31,11 @@ func setMemoryLimit(cfg overloadConfig, getenv func(string) string, log *zap.Log
 	debug.SetMemoryLimit(limit)
 	log.Debug("soft memory limit", zap.Int64("bytes", limit))
 	return limit
+}
+
+// logReturn logs each return of memory after a burst.
+func logReturn(log *zap.Logger) func(uint64, time.Duration) {
+	return func(released uint64, took time.Duration) {
+		log.Info("returned the memory of a burst to the operating system", zap.Uint64("released_bytes", released), zap.Duration("took", took))
+	}
 }

@@ -249,6 +249,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
 	setMemoryLimit(cfg.overload, getenv, log)
+	reclaimer := inflight.NewReclaimer(inflight.DefaultReclaimInterval, budget)
+	reclaimCtx, stopReclaim := context.WithCancel(ctx)
+	var reclaim sync.WaitGroup
+	reclaim.Go(func() { reclaimer.Run(reclaimCtx, logReturn(log)) })
+	defer reclaim.Wait()
+	defer stopReclaim()
 	// A plaintext listener answers connections beyond the limit with a
 	// 503; behind TLS it can only close them.
 	refusal := inflight.HTTPRefusal(cfg.overload.maxConnections)
@@ -266,6 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			Budget:            budget,
 			MaxDecodeBytes:    cfg.overload.maxDecodeBytes,
 			Listener:          conns,
+			Reclaimer:         reclaimer,
 			Client:            client,
 			Logger:            log.Named("http"),
 			RequestTimeout:    cfg.requestTimeout,

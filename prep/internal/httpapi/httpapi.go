@@ -77,6 +77,8 @@ type Config struct {
 	MaxDecodeBytes int64
 	// Listener, if set, has its connections reported in the metrics.
 	Listener *inflight.Listener
+	// Reclaimer, if set, has its returns of memory reported in the metrics.
+	Reclaimer *inflight.Reclaimer
 	// Tracing gives requests and their stages spans; nil (tracing off)
 	// installs nothing.
 	Tracing *tracing.Tracing

@@ -39,7 +39,7 @@ func (s *server) setupOverload(cfg Config) {
 		n = DefaultMaxDecodeBytes
 	}
 	s.decode = inflight.NewBudget(n)
-	o := metrics.Overload{Budgets: map[string]*inflight.Budget{"decode": s.decode}, Listeners: map[string]*inflight.Listener{}}
+	o := metrics.Overload{Budgets: map[string]*inflight.Budget{"decode": s.decode}, Listeners: map[string]*inflight.Listener{}, Reclaimer: cfg.Reclaimer}
 	if cfg.Budget != nil {
 		o.Budgets["requests"] = cfg.Budget
 	}
