@@ -195,6 +195,13 @@ func TestFloodIsShedBeforeReading(t *testing.T) {
 	if got := metric(t, srv, `pred_inflight_bytes{budget="requests"}`); got != 0 {
 		t.Errorf("pred_inflight_bytes after the flood = %v, want 0", got)
 	}
+	// The burst is over: its memory goes back to the operating system.
+	srv.WaitLog(t, floodTimeout, func(line string) bool {
+		return strings.Contains(line, "returned the memory of a burst to the operating system")
+	})
+	if got := metric(t, srv, "pred_memory_returns_total"); got < 1 {
+		t.Errorf("pred_memory_returns_total after the flood = %v, want at least 1", got)
+	}
 	if got := predictLabel(t, conn, red); got != "red" {
 		t.Errorf("after the flood: %q", got)
 	}

@@ -78,9 +78,9 @@ func (f overloadFlags) parse() (overloadConfig, error) {
 }
 
 // guardListeners caps the open connections of both listeners and reports
-// them and the budget in m. httpTLS says the HTTP listener serves TLS, so
+// them, the budget and the reclaimer's returns in m. httpTLS says the HTTP listener serves TLS, so
 // that a refused connection is closed without a plaintext answer.
-func guardListeners(cfg overloadConfig, log *zap.Logger, m *metrics.Metrics, budget *inflight.Budget, grpcLis, httpLis net.Listener, httpTLS bool) (net.Listener, net.Listener) {
+func guardListeners(cfg overloadConfig, log *zap.Logger, m *metrics.Metrics, budget *inflight.Budget, reclaimer *inflight.Reclaimer, grpcLis, httpLis net.Listener, httpTLS bool) (net.Listener, net.Listener) {
 	onRefused := func(listener string) func(int64) {
 		return func(n int64) {
 			log.Warn("connections refused: the listener has its maximum open", zap.String("listener", listener), zap.Int64("refused", n), zap.Int("max_connections", cfg.maxConnections))
@@ -97,6 +97,7 @@ func guardListeners(cfg overloadConfig, log *zap.Logger, m *metrics.Metrics, bud
 	m.RegisterOverload(metrics.Overload{
 		Budgets:   map[string]*inflight.Budget{"requests": budget},
 		Listeners: map[string]*inflight.Listener{"grpc": g, "http": h},
+		Reclaimer: reclaimer,
 	})
 	return g, h
 }

@@ -306,6 +306,12 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 	}
 	m := metrics.New()
 	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
+	reclaimer := inflight.NewReclaimer(inflight.DefaultReclaimInterval, budget)
+	reclaimCtx, stopReclaim := context.WithCancel(context.Background())
+	defer stopReclaim()
+	go reclaimer.Run(reclaimCtx, func(released uint64, took time.Duration) {
+		log.Info("returned the memory of a burst to the operating system", zap.Uint64("released_bytes", released), zap.Duration("took", took))
+	})
 	var ready atomic.Bool
 	var grpcSrv *grpcserver.Server
 	reg := registry.New(rt, registry.Options{
@@ -358,7 +364,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 		grpcLis.Close()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	grpcLis, httpLis = guardListeners(cfg.overload, log, m, budget, grpcLis, httpLis, srvTLS != nil)
+	grpcLis, httpLis = guardListeners(cfg.overload, log, m, budget, reclaimer, grpcLis, httpLis, srvTLS != nil)
 	httpLis = srvTLS.httpListener(httpLis)
 	serveErr := make(chan error, 2)
 	go func() {

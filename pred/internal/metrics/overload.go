@@ -22,6 +22,10 @@ var (
 		"Connection limit of a listener (--max-connections; 0: none).", []string{"listener"}, nil)
 	refusedConnectionsDesc = prometheus.NewDesc("pred_refused_connections_total",
 		"Connections closed at once because the listener had its maximum open.", []string{"listener"}, nil)
+	memoryReturnsDesc = prometheus.NewDesc("pred_memory_returns_total",
+		"Times the heap freed after a burst (the in-flight budget at least half full, then drained) was returned to the operating system at once.", nil, nil)
+	memoryReturnedDesc = prometheus.NewDesc("pred_memory_returned_bytes_total",
+		"Bytes of heap those returns gave back to the operating system.", nil, nil)
 )
 
 // Overload is what RegisterOverload reports: named memory budgets (their
@@ -29,6 +33,8 @@ var (
 type Overload struct {
 	Budgets   map[string]*inflight.Budget
 	Listeners map[string]*inflight.Listener
+	// Reclaimer, when not nil, is reported by its returns.
+	Reclaimer *inflight.Reclaimer
 }
 
 // RegisterOverload adds o's budgets and listeners to the registry, read at
@@ -41,7 +47,7 @@ type overloadCollector Overload
 
 // Describe implements prometheus.Collector.
 func (oc overloadCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{inflightBytesDesc, inflightLimitDesc, overloadRefusalsDesc, openConnectionsDesc, maxConnectionsDesc, refusedConnectionsDesc} {
+	for _, d := range []*prometheus.Desc{inflightBytesDesc, inflightLimitDesc, overloadRefusalsDesc, openConnectionsDesc, maxConnectionsDesc, refusedConnectionsDesc, memoryReturnsDesc, memoryReturnedDesc} {
 		ch <- d
 	}
 }
@@ -63,5 +69,9 @@ func (oc overloadCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(openConnectionsDesc, prometheus.GaugeValue, float64(l.Open()), name)
 		ch <- prometheus.MustNewConstMetric(maxConnectionsDesc, prometheus.GaugeValue, float64(l.Max()), name)
 		ch <- prometheus.MustNewConstMetric(refusedConnectionsDesc, prometheus.CounterValue, float64(l.Refused()), name)
+	}
+	if r := oc.Reclaimer; r != nil {
+		ch <- prometheus.MustNewConstMetric(memoryReturnsDesc, prometheus.CounterValue, float64(r.Returns()))
+		ch <- prometheus.MustNewConstMetric(memoryReturnedDesc, prometheus.CounterValue, float64(r.ReleasedBytes()))
 	}
 }
