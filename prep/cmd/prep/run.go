@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -56,8 +57,11 @@ type config struct {
 	maxPixels         int64
 	maxBatchImages    int
 	logLevel          zapcore.Level
-	overload          overloadConfig
-	tls               tlsConfig
+	// shutdownDelay is how long prep goes on serving, not ready, after
+	// SIGTERM before it stops accepting connections.
+	shutdownDelay time.Duration
+	overload      overloadConfig
+	tls           tlsConfig
 	// apiKeys (comma-separated) and apiKeysFile are the API keys the data
 	// endpoints require; none: no key required.
 	apiKeys, apiKeysFile string
@@ -86,6 +90,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"max-decode-bytes", "PREP_MAX_DECODE_BYTES"},
 	{"max-connections", "PREP_MAX_CONNECTIONS"},
 	{"read-timeout", "PREP_READ_TIMEOUT"},
+	{"shutdown-delay", "PREP_SHUTDOWN_DELAY"},
 	{"tls-cert-file", "PREP_TLS_CERT_FILE"},
 	{"tls-key-file", "PREP_TLS_KEY_FILE"},
 	{"pred-tls", "PRED_TLS"},
@@ -118,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.Int64Var(&cfg.overload.maxDecodeBytes, "max-decode-bytes", httpapi.DefaultMaxDecodeBytes, "memory of the images being decoded at once, in bytes (width*height*4 each); an image waits for room within its request timeout")
 	fs.IntVar(&cfg.overload.maxConnections, "max-connections", defaultMaxConnections, "most open connections; beyond it new ones get 503 overloaded and are closed (0: no limit)")
 	fs.DurationVar(&cfg.overload.readTimeout, "read-timeout", defaultReadTimeout, "time a client has to send a whole request, body included")
+	fs.DurationVar(&cfg.shutdownDelay, "shutdown-delay", 0, "after SIGTERM, go on serving this long with /ready answering 503 before closing the listener, so that load balancers (a Kubernetes Service's endpoints) stop sending first")
 	fs.StringVar(&cfg.tls.certFile, "tls-cert-file", "", "PEM certificate (chain) to serve HTTPS with; re-read when it changes")
 	fs.StringVar(&cfg.tls.keyFile, "tls-key-file", "", "PEM private key of -tls-cert-file")
 	fs.BoolVar(&cfg.tls.predTLS, "pred-tls", false, "dial pred over TLS, verifying it with the system roots unless -pred-tls-ca-file is set (implied by any -pred-tls-* flag); never falls back to plaintext")
@@ -247,6 +253,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	var draining atomic.Bool
 	budget := inflight.NewBudget(cfg.overload.maxInflightBytes)
 	setMemoryLimit(cfg.overload, getenv, log)
 	reclaimer := inflight.NewReclaimer(inflight.DefaultReclaimInterval, budget)
@@ -273,6 +280,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			MaxDecodeBytes:    cfg.overload.maxDecodeBytes,
 			Listener:          conns,
 			Reclaimer:         reclaimer,
+			Draining:          draining.Load,
 			Client:            client,
 			Logger:            log.Named("http"),
 			RequestTimeout:    cfg.requestTimeout,
@@ -313,6 +321,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case <-ctx.Done():
 	}
 
+	if cfg.shutdownDelay > 0 {
+		draining.Store(true)
+		log.Info("shutting down: not ready, still serving", zap.Duration("shutdown_delay", cfg.shutdownDelay))
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve HTTP on %s: %w", ln.Addr(), err)
+		case <-time.After(cfg.shutdownDelay):
+		}
+	}
 	timeout := cfg.maxRequestTimeout + drainGrace
 	log.Info("shutting down", zap.Duration("drain_timeout", timeout))
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)

@@ -20,6 +20,7 @@ import (
 // Error codes of prep's own; payload and imageprep codes pass through.
 const (
 	codeNotReady             = "not_ready"
+	codeShuttingDown         = "shutting_down"
 	codeUnsupportedMediaType = "unsupported_media_type"
 	codeBodyTooLarge         = "body_too_large"
 	codeBadRequest           = "bad_request"

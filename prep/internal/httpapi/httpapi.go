@@ -79,6 +79,9 @@ type Config struct {
 	Listener *inflight.Listener
 	// Reclaimer, if set, has its returns of memory reported in the metrics.
 	Reclaimer *inflight.Reclaimer
+	// Draining, if set, reports that the process is shutting down: /ready
+	// answers 503 shutting_down while requests are still served.
+	Draining func() bool
 	// Tracing gives requests and their stages spans; nil (tracing off)
 	// installs nothing.
 	Tracing *tracing.Tracing
@@ -105,6 +108,8 @@ type server struct {
 	// Config.Budget and Config.MaxDecodeBytes.
 	budget *inflight.Budget
 	decode *inflight.Budget
+	// draining: see Config.Draining.
+	draining func() bool
 }
 
 // New returns the API's handler.
@@ -140,6 +145,7 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 		slots:      make(chan struct{}, n),
 		tensors:    slicePool[float32]{maxCap: maxPooledFloats},
 		buffers:    slicePool[byte]{maxCap: maxPooledBytes},
+		draining:   cfg.Draining,
 	}
 	s.setupOverload(cfg)
 
@@ -195,6 +201,10 @@ func (s *server) health(c *gin.Context) {
 // reason otherwise. The model is the default one, or any that ?model= (and
 // ?version=) names: 404 when pred does not have it.
 func (s *server) ready(c *gin.Context) {
+	if s.draining != nil && s.draining() {
+		writeError(c, newError(http.StatusServiceUnavailable, codeShuttingDown, "prep is shutting down: it finishes the requests it has and takes new ones only until its shutdown delay ends"))
+		return
+	}
 	o, ok := s.parseOptions(c, false)
 	if !ok {
 		return
