@@ -8,6 +8,7 @@ package metrics
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -54,7 +55,17 @@ type Metrics struct {
 	computeInfer    *prometheus.HistogramVec
 	computeOutput   *prometheus.HistogramVec
 	batchSize       *prometheus.HistogramVec
+	failDuration    *prometheus.CounterVec
+	execRequests    *prometheus.CounterVec
+	requestCompute  *prometheus.CounterVec
+	batchExecs      *prometheus.CounterVec
+	batchCompute    *prometheus.CounterVec
 	states          *stateCollector
+
+	// versionsMu guards versions, the collectors handed out by Version, so
+	// that a version reloaded under its number keeps its statistics.
+	versionsMu sync.Mutex
+	versions   map[[2]string]*Version
 }
 
 // New creates the collectors and registers them on a new registry.
@@ -108,6 +119,23 @@ func New() *Metrics {
 			"Time per execution to split the outputs back to its requests.", stageBuckets),
 		batchSize: histogram("pred_inference_batch_size",
 			"Items per model execution.", batchSizeBuckets),
+		failDuration: counter("pred_inference_request_failure_duration_seconds_total",
+			"Cumulative time of the inference requests to a model version that failed."),
+		execRequests: counter("pred_inference_exec_request_count_total",
+			"Requests served by successful model executions (an execution of a dynamic batch serves several)."),
+		requestCompute: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pred_inference_request_compute_seconds_total",
+			Help: "Cumulative compute time per request, as Triton's nv_inference_compute_*_duration_us: each request of a successful execution counts the execution's time of the stage (input, infer, output).",
+		}, []string{"model", "version", "stage"}),
+		batchExecs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pred_inference_batch_exec_count_total",
+			Help: "Successful model executions by batch size (items).",
+		}, []string{"model", "version", "batch_size"}),
+		batchCompute: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pred_inference_batch_compute_seconds_total",
+			Help: "Cumulative time of successful model executions by batch size (items) and stage (input, infer, output).",
+		}, []string{"model", "version", "batch_size", "stage"}),
+		versions: map[[2]string]*Version{},
 		states: &stateCollector{desc: prometheus.NewDesc("pred_model_state",
 			"1 for the state a model version is in (LOADING, READY, UNLOADING, UNAVAILABLE), 0 for the others; version is empty for a model that failed as a whole.",
 			[]string{"model", "version", "state"}, nil)},
@@ -116,6 +144,7 @@ func New() *Metrics {
 		m.Requests, m.Duration, m.InFlight,
 		m.success, m.failure, m.items, m.execs, m.pending,
 		m.requestDuration, m.queueDuration, m.computeInput, m.computeInfer, m.computeOutput, m.batchSize,
+		m.failDuration, m.execRequests, m.requestCompute, m.batchExecs, m.batchCompute,
 		m.states,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -141,14 +170,31 @@ type Version struct {
 	ComputeOutput   prometheus.Observer
 	BatchSize       prometheus.Observer
 
-	// mu guards failures, the failure counters by reason.
+	failDuration  prometheus.Counter
+	execRequests  prometheus.Counter
+	requestInput  prometheus.Counter
+	requestInfer  prometheus.Counter
+	requestOutput prometheus.Counter
+	// lastInference is the end of the last successful request in
+	// milliseconds since the epoch, for Stats; /metrics does not serve it.
+	lastInference atomic.Int64
+
+	// mu guards failures, the failure counters by reason, and batches,
+	// the counters by batch size.
 	mu       sync.Mutex
 	failures map[string]prometheus.Counter
+	batches  map[int64]*batchCounters
 }
 
-// Version returns the collectors of a model version.
+// Version returns the collectors of a model version, the same each time.
 func (m *Metrics) Version(model, version string) *Version {
-	return &Version{
+	m.versionsMu.Lock()
+	defer m.versionsMu.Unlock()
+	key := [2]string{model, version}
+	if v, ok := m.versions[key]; ok {
+		return v
+	}
+	v := &Version{
 		m: m, model: model, ver: version,
 		Success:         m.success.WithLabelValues(model, version),
 		Items:           m.items.WithLabelValues(model, version),
@@ -160,8 +206,16 @@ func (m *Metrics) Version(model, version string) *Version {
 		ComputeInfer:    m.computeInfer.WithLabelValues(model, version),
 		ComputeOutput:   m.computeOutput.WithLabelValues(model, version),
 		BatchSize:       m.batchSize.WithLabelValues(model, version),
+		failDuration:    m.failDuration.WithLabelValues(model, version),
+		execRequests:    m.execRequests.WithLabelValues(model, version),
+		requestInput:    m.requestCompute.WithLabelValues(model, version, "input"),
+		requestInfer:    m.requestCompute.WithLabelValues(model, version, "infer"),
+		requestOutput:   m.requestCompute.WithLabelValues(model, version, "output"),
 		failures:        map[string]prometheus.Counter{},
+		batches:         map[int64]*batchCounters{},
 	}
+	m.versions[key] = v
+	return v
 }
 
 // Failure returns the failure counter of the version for a reason.

@@ -12,9 +12,10 @@ import (
 // ServerName is the name ServerMetadata announces.
 const ServerName = "prepred-pred"
 
-// Extensions are the protocol extensions pred implements: the REST API's
-// binary tensor data.
-var Extensions = []string{"binary_tensor_data"}
+// Extensions are the protocol extensions pred implements, by Triton's
+// names: the REST API's binary tensor data, and Triton's model
+// configuration and statistics calls.
+var Extensions = []string{"binary_tensor_data", "model_configuration", "statistics"}
 
 // bf16Type is the name of the Open Inference Protocol's bfloat16 type,
 // which pred does not serve.

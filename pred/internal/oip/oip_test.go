@@ -68,7 +68,7 @@ func TestServerCalls(t *testing.T) {
 		t.Errorf("ServerReady = %v, %v", ready, err)
 	}
 	md, err := c.ServerMetadata(ctx(t), &inferencepb.ServerMetadataRequest{})
-	if err != nil || md.GetName() != "prepred-pred" || md.GetVersion() != "1.2.3" || !slices.Equal(md.GetExtensions(), []string{"binary_tensor_data"}) {
+	if err != nil || md.GetName() != "prepred-pred" || md.GetVersion() != "1.2.3" || !slices.Equal(md.GetExtensions(), oip.Extensions) {
 		t.Errorf("ServerMetadata = %v, %v", md, err)
 	}
 }

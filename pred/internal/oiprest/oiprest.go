@@ -6,6 +6,8 @@
 //	GET  /v2/models/{model}[/versions/{version}]        model metadata
 //	GET  /v2/models/{model}[/versions/{version}]/ready  model readiness
 //	POST /v2/models/{model}[/versions/{version}]/infer  inference
+//	GET  /v2/models/{model}[/versions/{version}]/config model configuration (Triton's)
+//	GET  /v2/models[/{model}[/versions/{version}]]/stats statistics (Triton's)
 //
 // (The health endpoints /v2/health/live and /v2/health/ready are
 // package httpapi's.) An inference body is a JSON header, optionally
@@ -83,6 +85,7 @@ func New(run *infer.Runner, o Options) *Handler {
 		h.mux.HandleFunc("GET "+prefix+"/ready", h.modelReady)
 		h.mux.HandleFunc("POST "+prefix+"/infer", h.infer)
 	}
+	h.handleExtensions()
 	return h
 }
 

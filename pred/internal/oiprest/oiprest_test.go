@@ -83,7 +83,7 @@ func TestMetadataAndReadiness(t *testing.T) {
 		code         int
 		body         string // exact, or the error's start for non-200
 	}{
-		{"GET", "/v2", 200, `{"name":"prepred-pred","version":"1.2.3","extensions":["binary_tensor_data"]}`},
+		{"GET", "/v2", 200, `{"name":"prepred-pred","version":"1.2.3","extensions":["binary_tensor_data","model_configuration","statistics"]}`},
 		{"GET", "/v2/models/colors", 200, `{"name":"colors","versions":["1"],"platform":"onnxruntime_onnx",` +
 			`"inputs":[{"name":"input","datatype":"FP32","shape":[-1,3,32,32]}],"outputs":[{"name":"output","datatype":"FP32","shape":[-1,9]}]}`},
 		{"GET", "/v2/models/identity_uint16/versions/1", 200, `{"name":"identity_uint16","versions":["1"],"platform":"onnxruntime_onnx",` +
@@ -96,7 +96,7 @@ func TestMetadataAndReadiness(t *testing.T) {
 		{"GET", "/v2/models/nope/ready", 404, `{"error":"model \"nope\" is not served`},
 		{"GET", "/v2/models/colors/versions/2/ready", 404, `{"error":"model \"colors\" has no version 2`},
 		{"GET", "/v2/models/colors/versions/x", 400, `{"error":"model version \"x\" is not a positive integer`},
-		{"GET", "/v2/models/colors/config", 404, ``},
+		{"GET", "/v2/models/colors/nosuch", 404, ``},
 		{"POST", "/v2/models/colors", 405, ``},
 		{"GET", "/v2/models/colors/infer", 405, ``},
 	}

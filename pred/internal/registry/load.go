@@ -95,6 +95,10 @@ func (r *Registry) open(v *Version) (*ortrt.Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.serving.ExecutionProvider, v.serving.DeviceID = opts.ExecutionProvider, opts.DeviceID
+	if v.serving.ExecutionProvider == "" {
+		v.serving.ExecutionProvider = "cpu"
+	}
 	if err := checkSession(cfg, sess); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("%s does not match the config: %w", v.path, err)

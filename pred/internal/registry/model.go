@@ -105,6 +105,7 @@ type Version struct {
 	session *ortrt.Session
 	batcher *batcher.Batcher
 	metrics *metrics.Version
+	serving Serving
 	// outputDims holds, per output, the configured non-batch dimensions
 	// when all are fixed and the elements are of fixed size (so outputs
 	// can be preallocated), else nil.

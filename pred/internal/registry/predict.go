@@ -15,6 +15,7 @@ import (
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/pred/internal/batcher"
+	"github.com/prepred/prepred/pred/internal/metrics"
 	"github.com/prepred/prepred/pred/internal/ortrt"
 	"github.com/prepred/prepred/pred/internal/tensor"
 )
@@ -52,13 +53,11 @@ func (v *Version) Predict(ctx context.Context, inputs []tensor.Tensor) ([]tensor
 	outs, batch, err := v.predict(ctx, inputs)
 	if err != nil {
 		if v.metrics != nil {
-			v.metrics.Failure(status.Code(err).String()).Inc()
+			v.metrics.RequestDone(batch, time.Since(start), status.Code(err).String())
 		}
 		return nil, err
 	}
-	v.metrics.Success.Inc()
-	v.metrics.Items.Add(float64(batch))
-	v.metrics.RequestDuration.Observe(time.Since(start).Seconds())
+	v.metrics.RequestDone(batch, time.Since(start), "")
 	return outs, nil
 }
 
@@ -102,17 +101,14 @@ func batcherConfig(name string, cfg *predv1.ModelConfig, o Options) batcher.Conf
 // batching settings of its configuration.
 func (r *Registry) newBatcher(v *Version, sess *ortrt.Session) (*batcher.Batcher, error) {
 	bc := batcherConfig(v.name(), v.Model.Config, r.opts)
+	v.serving.Batching = bc
 	m := r.metrics.Version(v.Model.Name, strconv.FormatInt(v.Number, 10))
 	v.metrics = m
 	hooks := batcher.Hooks{
 		QueueLength: func(n int) { m.Pending.Set(float64(n)) },
 		Dequeued:    func(wait time.Duration) { m.QueueDuration.Observe(wait.Seconds()) },
 		Executed: func(s batcher.BatchStats) {
-			m.Execs.Inc()
-			m.BatchSize.Observe(float64(s.Items))
-			m.ComputeInput.Observe(s.Input.Seconds())
-			m.ComputeInfer.Observe(s.Infer.Seconds())
-			m.ComputeOutput.Observe(s.Output.Seconds())
+			m.Executed(metrics.Execution{Requests: s.Requests, Items: s.Items, Input: s.Input, Infer: s.Infer, Output: s.Output, Failed: s.Err != nil})
 		},
 		Trace: r.opts.Tracing.BatchHook(v.Model.Name, v.Number, v.Model.Fingerprint),
 	}
