@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -331,7 +332,7 @@ func (c *Client) Ready() (*Contract, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ct, c.readyWith(c.cfg.Model, c.cfg.Version)
+	return ct, c.readyWith(context.Background(), c.cfg.Model, c.cfg.Version)
 }
 
 // ReadyModel is Ready for any model and version (0: the highest served):
@@ -348,17 +349,30 @@ func (c *Client) ReadyModel(ctx context.Context, model string, version int64) (*
 	if err != nil {
 		return nil, err
 	}
-	return ct, c.readyWith(model, version)
+	return ct, c.readyWith(ctx, model, version)
 }
 
-// readyWith checks that pred is reachable and serves model.
-func (c *Client) readyWith(model string, version int64) error {
+// probeTimeout bounds the call that asks a connection in
+// TRANSIENT_FAILURE why it failed.
+const probeTimeout = time.Second
+
+// readyWith checks that pred is reachable and serves model. When it is not,
+// the error says why the last connection attempt failed (a refused TLS
+// handshake names its cause), which gRPC hands to a call that does not
+// wait for a connection.
+func (c *Client) readyWith(ctx context.Context, model string, version int64) error {
 	if err := c.Serving(model, version); err != nil {
 		return err
 	}
 	switch s := c.conn.GetState(); s {
 	case connectivity.TransientFailure, connectivity.Shutdown:
-		return fmt.Errorf("pred at %s is not reachable (connection %s)", c.cfg.Target, s)
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+		_, err := healthpb.NewHealthClient(c.conn).Check(pctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			return nil // connected again meanwhile
+		}
+		return fmt.Errorf("pred at %s is not reachable (connection %s): %s", c.cfg.Target, s, status.Convert(err).Message())
 	case connectivity.Idle:
 		// Idle after a period without calls: reconnect, ready meanwhile.
 		c.conn.Connect()
