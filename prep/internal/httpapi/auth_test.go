@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,7 +19,10 @@ import (
 	"github.com/prepred/prepred/prep/internal/predclient"
 )
 
-func TestAPIKeys(t *testing.T) {
+// startKeyedAPI serves the API in front of a fake colors pred, requiring
+// the keys k-one and k-two, logging to the returned observer.
+func startKeyedAPI(t *testing.T) (*httptest.Server, *observer.ObservedLogs) {
+	t.Helper()
 	md := fakepred.ColorsMetadata()
 	pred := fakepred.Start(t, md)
 	pred.SetPredict(fakepred.ColorsModel(md))
@@ -39,6 +43,11 @@ func TestAPIKeys(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	srv := httptest.NewServer(New(Config{Client: client, RequestTimeout: testTimeout, MaxBodyBytes: testMaxBody, APIKeys: keys, Logger: zap.New(core)}))
 	t.Cleanup(srv.Close)
+	return srv, logs
+}
+
+func TestAPIKeys(t *testing.T) {
+	srv, logs := startKeyedAPI(t)
 	body := jsonBody(solidJPEG(t, 64, 64, red))
 
 	post := func(path string, header ...string) response {
@@ -95,5 +104,41 @@ func TestAPIKeys(t *testing.T) {
 	}
 	if logs.FilterMessage("api key refused").Len() == 0 {
 		t.Error("refusals are not logged")
+	}
+}
+
+// TestOpenAPISecurityMatchesAuth: every operation /openapi.json documents
+// with the API key schemes answers 401 without a key when prep runs with
+// keys, and every operation documented without them does not.
+func TestOpenAPISecurityMatchesAuth(t *testing.T) {
+	srv, _ := startKeyedAPI(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Security []map[string][]string `json:"security"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	body := jsonBody(solidJPEG(t, 64, 64, red))
+	checked := 0
+	for path, item := range doc.Paths {
+		for method, op := range item {
+			keyed := len(op.Security) > 0
+			url := srv.URL + strings.ReplaceAll(path, "{model}", "colors")
+			var r response
+			if method == "post" {
+				r = do(t, http.MethodPost, url, "application/json", strings.NewReader(body))
+			} else {
+				r = do(t, strings.ToUpper(method), url, "", nil)
+			}
+			if got := r.status == http.StatusUnauthorized; got != keyed {
+				t.Errorf("%s %s without a key: %d; documented as needing one: %v", strings.ToUpper(method), path, r.status, keyed)
+			}
+			checked++
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d operations checked", checked)
 	}
 }
