@@ -155,7 +155,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	if v := getenv("PRED_MANAGEMENT_API"); v != "" {
 		serving.managementAPI = v
 	}
-	fs.Var(boolFlag{&serving.managementAPI}, "management-api", "serve the model repository API (POST /v2/repository/index, /v2/repository/models/{model}/load and /unload) on the HTTP port (env PRED_MANAGEMENT_API)")
+	fs.Var(boolFlag{&serving.managementAPI}, "management-api", "serve the model repository API (POST /v2/repository/index, /v2/repository/models/{model}/load and /unload) on the HTTP port, and Triton's RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload on the gRPC port (env PRED_MANAGEMENT_API)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -331,7 +331,14 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 	grpcSrv = grpcserver.NewWithOptions(log, grpcserver.Options{MaxConnectionAge: cfg.serving.maxConnectionAge, MaxConnectionAgeGrace: grpcserver.DefaultMaxConnectionAgeGrace,
 		Budget: budget, MaxConcurrentStreams: cfg.overload.grpcMaxConcurrentStreams, Extra: append(tr.ServerOptions(), srvTLS.grpcOptions()...)},
 		grpcserver.Service{Desc: &predv1.PredService_ServiceDesc, Impl: predSvc},
-		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(runner, oip.Options{Ready: ready.Load, Version: version})},
+		grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: oip.New(runner, oip.Options{
+			Ready: ready.Load, Version: version,
+			Repository: management.NewGRPC(reg, management.Options{
+				Enabled: cfg.serving.managementAPI,
+				Token:   cfg.serving.managementToken,
+				Logger:  log,
+			}),
+		})},
 		grpcserver.Service{Desc: &ortserverpb.PredictionService_ServiceDesc, Impl: ortSrv},
 	)
 	httpSrv := &http.Server{

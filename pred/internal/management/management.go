@@ -1,5 +1,6 @@
-// Package management is pred's model repository API on its HTTP port, in
-// the shape of Triton's (KServe v2) repository extension:
+// Package management is pred's model repository API, on its HTTP port in
+// the shape of Triton's (KServe v2) repository extension, and on its gRPC
+// port as Triton's repository RPCs (see GRPC):
 //
 //	POST /v2/repository/index                  list every model version with its state
 //	POST /v2/repository/models/{model}/load    (re)load a model from the repository
@@ -12,14 +13,11 @@ package management
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -58,11 +56,7 @@ func Handler(repo Repository, o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	h := &handler{repo: repo, opts: o}
-	if o.Token != "" {
-		sum := sha256.Sum256([]byte(o.Token))
-		h.tokenSum = sum[:]
-	}
+	h := &handler{repo: repo, opts: o, access: NewAccess(o)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/repository/index", h.guard(h.index))
 	mux.HandleFunc("POST /v2/repository/models/{model}/load", h.guard(h.load))
@@ -71,53 +65,28 @@ func Handler(repo Repository, o Options) http.Handler {
 }
 
 type handler struct {
-	repo     Repository
-	opts     Options
-	tokenSum []byte
+	repo   Repository
+	opts   Options
+	access *Access
 }
 
-// guard refuses callers the API must not serve.
+// guard refuses callers the API must not serve: 403 while it is off or
+// for a remote caller without a token configured, 401 for a missing or
+// wrong token.
 func (h *handler) guard(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case !h.opts.Enabled:
-			writeError(w, http.StatusForbidden, "the model repository API is disabled; start pred with --management-api (PRED_MANAGEMENT_API=true) to enable it")
-			return
-		case h.tokenSum != nil:
-			if !h.validToken(r.Header.Get("Authorization")) {
+		if err := h.access.Check(r.Header.Get("Authorization"), r.RemoteAddr, "Authorization: Bearer <token>"); err != nil {
+			code := http.StatusForbidden
+			if err.(*Refusal).Kind == RefusedToken {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pred"`)
-				writeError(w, http.StatusUnauthorized, "the model repository API needs the management token: Authorization: Bearer <token>")
-				return
+				code = http.StatusUnauthorized
 			}
-		case !loopback(r.RemoteAddr):
-			writeError(w, http.StatusForbidden, "the model repository API answers only loopback callers unless pred has a --management-token (PRED_MANAGEMENT_TOKEN)")
+			writeError(w, code, err.Error())
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		next(w, r)
 	}
-}
-
-// validToken compares the bearer token in an Authorization header with
-// the configured one in constant time (over their hashes, so that the
-// length of the token does not show either).
-func (h *handler) validToken(header string) bool {
-	scheme, token, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(sum[:], h.tokenSum) == 1
-}
-
-// loopback reports whether a remote address is a loopback address.
-func loopback(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // indexEntry is one entry of the repository index, as Triton writes it.
@@ -138,9 +107,14 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	writeJSON(w, http.StatusOK, index(h.repo.List(), req.Ready))
+}
+
+// index is the repository index of states, or of the READY ones only.
+func index(states []registry.VersionState, ready bool) []indexEntry {
 	out := []indexEntry{}
-	for _, s := range h.repo.List() {
-		if req.Ready && s.State != registry.StateReady {
+	for _, s := range states {
+		if ready && s.State != registry.StateReady {
 			continue
 		}
 		e := indexEntry{Name: s.Model, State: string(s.State), Reason: s.Reason}
@@ -149,7 +123,7 @@ func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, e)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // loadRequest is the body of a load call. Triton's parameters that

@@ -3,6 +3,9 @@ package oip
 import (
 	"context"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	inferencepb "github.com/prepred/prepred/api/gen/inference"
 	"github.com/prepred/prepred/pred/internal/infer"
 	"github.com/prepred/prepred/pred/internal/tritonext"
@@ -38,4 +41,32 @@ func (s *Service) ModelStatistics(_ context.Context, req *inferencepb.ModelStati
 		return nil, err
 	}
 	return tritonext.ModelStatistics(stats), nil
+}
+
+// errNoRepository answers the repository RPCs of a service without a
+// Repository.
+var errNoRepository = status.Error(codes.Unavailable, "the model repository API is not served on this port")
+
+// RepositoryIndex implements GRPCInferenceService.RepositoryIndex.
+func (s *Service) RepositoryIndex(ctx context.Context, req *inferencepb.RepositoryIndexRequest) (*inferencepb.RepositoryIndexResponse, error) {
+	if s.opts.Repository == nil {
+		return nil, errNoRepository
+	}
+	return s.opts.Repository.RepositoryIndex(ctx, req)
+}
+
+// RepositoryModelLoad implements GRPCInferenceService.RepositoryModelLoad.
+func (s *Service) RepositoryModelLoad(ctx context.Context, req *inferencepb.RepositoryModelLoadRequest) (*inferencepb.RepositoryModelLoadResponse, error) {
+	if s.opts.Repository == nil {
+		return nil, errNoRepository
+	}
+	return s.opts.Repository.RepositoryModelLoad(ctx, req)
+}
+
+// RepositoryModelUnload implements GRPCInferenceService.RepositoryModelUnload.
+func (s *Service) RepositoryModelUnload(ctx context.Context, req *inferencepb.RepositoryModelUnloadRequest) (*inferencepb.RepositoryModelUnloadResponse, error) {
+	if s.opts.Repository == nil {
+		return nil, errNoRepository
+	}
+	return s.opts.Repository.RepositoryModelUnload(ctx, req)
 }

@@ -51,6 +51,16 @@ type Options struct {
 	Ready func() bool
 	// Version is the server version ServerMetadata announces.
 	Version string
+	// Repository serves the repository RPCs (package management's GRPC);
+	// nil answers them UNAVAILABLE.
+	Repository Repository
+}
+
+// Repository serves Triton's repository RPCs.
+type Repository interface {
+	RepositoryIndex(context.Context, *inferencepb.RepositoryIndexRequest) (*inferencepb.RepositoryIndexResponse, error)
+	RepositoryModelLoad(context.Context, *inferencepb.RepositoryModelLoadRequest) (*inferencepb.RepositoryModelLoadResponse, error)
+	RepositoryModelUnload(context.Context, *inferencepb.RepositoryModelUnloadRequest) (*inferencepb.RepositoryModelUnloadResponse, error)
 }
 
 // Service implements inferencepb.GRPCInferenceServiceServer.

@@ -83,7 +83,7 @@ func TestMetadataAndReadiness(t *testing.T) {
 		code         int
 		body         string // exact, or the error's start for non-200
 	}{
-		{"GET", "/v2", 200, `{"name":"prepred-pred","version":"1.2.3","extensions":["binary_tensor_data","model_configuration","statistics"]}`},
+		{"GET", "/v2", 200, `{"name":"prepred-pred","version":"1.2.3","extensions":["binary_tensor_data","model_configuration","statistics","model_repository"]}`},
 		{"GET", "/v2/models/colors", 200, `{"name":"colors","versions":["1"],"platform":"onnxruntime_onnx",` +
 			`"inputs":[{"name":"input","datatype":"FP32","shape":[-1,3,32,32]}],"outputs":[{"name":"output","datatype":"FP32","shape":[-1,9]}]}`},
 		{"GET", "/v2/models/identity_uint16/versions/1", 200, `{"name":"identity_uint16","versions":["1"],"platform":"onnxruntime_onnx",` +
