@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/pred/internal/classify"
 	"github.com/prepred/prepred/pred/internal/metrics"
 	"github.com/prepred/prepred/pred/internal/registry"
 	"github.com/prepred/prepred/pred/internal/requestlog"
@@ -47,6 +48,10 @@ type Request struct {
 	// Outputs names the outputs to return, in the order to return them;
 	// empty returns every output in the configured order.
 	Outputs []string
+	// Classification maps requested outputs to the number of classes K
+	// of Triton's classification extension: such an output comes back as
+	// its top K per item (see package classify).
+	Classification map[string]int64
 }
 
 // Response is the result of an inference request.
@@ -104,6 +109,13 @@ func (r *Runner) run(ctx context.Context, req Request, model, version *string) (
 			picked[i] = outs[j]
 		}
 		outs = picked
+	}
+	for i, o := range outs {
+		if k, ok := req.Classification[o.Name]; ok {
+			if outs[i], err = classify.TopK(o, k, v.Model.Config.GetMaxBatchSize() > 0, v.Model.Labels); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &Response{Model: v.Model.Name, Version: v.Number, Outputs: outs}, nil
 }

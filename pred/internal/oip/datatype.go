@@ -13,9 +13,9 @@ import (
 const ServerName = "prepred-pred"
 
 // Extensions are the protocol extensions pred implements, by Triton's
-// names: the REST API's binary tensor data, and Triton's model
-// configuration, statistics and model repository calls.
-var Extensions = []string{"binary_tensor_data", "model_configuration", "statistics", "model_repository"}
+// names: the REST API's binary tensor data, classification, and Triton's
+// model configuration, statistics and model repository calls.
+var Extensions = []string{"binary_tensor_data", "classification", "model_configuration", "statistics", "model_repository"}
 
 // bf16Type is the name of the Open Inference Protocol's bfloat16 type,
 // which pred does not serve.

@@ -14,6 +14,11 @@
 // BYTES serialization: per element a 4-byte little-endian length, then that
 // many bytes. Typed BYTES inputs come in contents.bytes_contents, one entry
 // per element.
+//
+// Of Triton's extensions it serves classification (an output requested
+// with the int64 parameter classification = K comes back as its top K,
+// BYTES "value:index:label"), ModelConfig, ModelStatistics and, through
+// Options.Repository, the repository RPCs.
 package oip
 
 import (
@@ -25,6 +30,7 @@ import (
 
 	inferencepb "github.com/prepred/prepred/api/gen/inference"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/pred/internal/classify"
 	"github.com/prepred/prepred/pred/internal/infer"
 	"github.com/prepred/prepred/pred/internal/tensor"
 )
@@ -40,9 +46,6 @@ const (
 	// sharedMemoryParameter selects the shared-memory extension, which
 	// pred does not implement.
 	sharedMemoryParameter = "shared_memory_region"
-	// classificationParameter selects the classification extension, which
-	// pred does not implement (prep does classification).
-	classificationParameter = "classification"
 )
 
 // Options configure a Service.
@@ -215,14 +218,38 @@ func DecodeRequest(req *inferencepb.ModelInferRequest) (infer.Request, error) {
 		ireq.Inputs[i] = tensor.Tensor{Name: in.GetName(), DType: dtype, Shape: in.GetShape(), Data: data}
 	}
 	for _, o := range req.GetOutputs() {
-		for _, p := range []string{sharedMemoryParameter, classificationParameter} {
-			if _, ok := o.GetParameters()[p]; ok {
-				return infer.Request{}, status.Errorf(codes.InvalidArgument, "output %q: parameter %q: the extension is not supported", o.GetName(), p)
+		if _, ok := o.GetParameters()[sharedMemoryParameter]; ok {
+			return infer.Request{}, status.Errorf(codes.InvalidArgument, "output %q: parameter %q: the extension is not supported", o.GetName(), sharedMemoryParameter)
+		}
+		if p, ok := o.GetParameters()[classify.Parameter]; ok {
+			k, ok := p.GetParameterChoice().(*inferencepb.InferParameter_Int64Param)
+			if !ok {
+				return infer.Request{}, status.Errorf(codes.InvalidArgument, "output %q: invalid value type for parameter %q, expected int64_param", o.GetName(), classify.Parameter)
+			}
+			if err := AddClassification(&ireq, o.GetName(), k.Int64Param); err != nil {
+				return infer.Request{}, err
 			}
 		}
 		ireq.Outputs = append(ireq.Outputs, o.GetName())
 	}
 	return ireq, nil
+}
+
+// AddClassification records an output's classification parameter in req:
+// K classes; 0 asks for none, as in Triton; a negative K is
+// InvalidArgument.
+func AddClassification(req *infer.Request, output string, k int64) error {
+	switch {
+	case k < 0:
+		return status.Errorf(codes.InvalidArgument, "output %q: parameter %q must be a number of classes, not %d", output, classify.Parameter, k)
+	case k == 0:
+		return nil
+	}
+	if req.Classification == nil {
+		req.Classification = map[string]int64{}
+	}
+	req.Classification[output] = k
+	return nil
 }
 
 // checkRaw checks that data, the raw contents of input in, holds exactly

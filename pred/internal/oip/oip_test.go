@@ -372,9 +372,12 @@ func TestModelInferErrors(t *testing.T) {
 		{"unknown input", func(r *inferencepb.ModelInferRequest) { r.Inputs[0].Name = "image" }, codes.InvalidArgument, `unknown input "image"`},
 		{"unknown output", func(r *inferencepb.ModelInferRequest) { r.Outputs[0].Name = "logits" }, codes.InvalidArgument, `unknown output "logits"; model "colors" has outputs ["output"]`},
 		{"output twice", func(r *inferencepb.ModelInferRequest) { r.Outputs = append(r.Outputs, r.Outputs[0]) }, codes.InvalidArgument, `output "output" is requested twice`},
-		{"classification", func(r *inferencepb.ModelInferRequest) {
-			r.Outputs[0].Parameters = map[string]*inferencepb.InferParameter{"classification": {ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: 3}}}
-		}, codes.InvalidArgument, "the extension is not supported"},
+		{"classification type", func(r *inferencepb.ModelInferRequest) {
+			r.Outputs[0].Parameters = map[string]*inferencepb.InferParameter{"classification": {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: "3"}}}
+		}, codes.InvalidArgument, `invalid value type for parameter "classification", expected int64_param`},
+		{"classification negative", func(r *inferencepb.ModelInferRequest) {
+			r.Outputs[0].Parameters = map[string]*inferencepb.InferParameter{"classification": {ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: -1}}}
+		}, codes.InvalidArgument, "must be a number of classes, not -1"},
 		{"shared memory", func(r *inferencepb.ModelInferRequest) {
 			r.Inputs[0].Parameters = map[string]*inferencepb.InferParameter{"shared_memory_region": {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: "r"}}}
 		}, codes.InvalidArgument, "shared-memory extension is not supported"},

@@ -146,3 +146,38 @@ func TestModelStats(t *testing.T) {
 		t.Errorf("unknown model: %d %s", r.code, r.body)
 	}
 }
+
+// TestClassification asks for the top 2 classes over REST, as JSON and as
+// binary data.
+func TestClassification(t *testing.T) {
+	base := server(t)
+	env := infertest.Setup(t)
+	raw := env.Images([3]uint8{255, 0, 0}, [3]uint8{0, 0, 255})
+	for _, binary := range []bool{false, true} {
+		header := `{"inputs":[{"name":"input","shape":[2,3,32,32],"datatype":"FP32","parameters":{"binary_data_size":24576}}],` +
+			`"outputs":[{"name":"output","parameters":{"classification":2,"binary_data":` + strconv.FormatBool(binary) + `}}]}`
+		r := do(t, "POST", base+"/v2/models/colors/infer", map[string]string{"Inference-Header-Content-Length": strconv.Itoa(len(header))}, append([]byte(header), raw...))
+		resp, bin := split(t, r)
+		o := resp.Outputs[0]
+		if o.Datatype != "BYTES" || len(o.Shape) != 2 || o.Shape[0] != 2 || o.Shape[1] != 2 {
+			t.Fatalf("binary %v: output %s %v", binary, o.Datatype, o.Shape)
+		}
+		var got []string
+		if binary {
+			for b := bin; len(b) >= 4; {
+				n := int(b[0]) | int(b[1])<<8 | int(b[2])<<16 | int(b[3])<<24
+				got, b = append(got, string(b[4:4+n])), b[4+n:]
+			}
+		} else if err := json.Unmarshal(o.Data, &got); err != nil {
+			t.Fatalf("data %s: %v", o.Data, err)
+		}
+		if len(got) != 4 || !strings.HasSuffix(got[0], ":2:red") || !strings.HasSuffix(got[2], ":4:blue") {
+			t.Errorf("binary %v: classification %q, want red then blue first in their rows", binary, got)
+		}
+		for _, s := range got {
+			if parts := strings.Split(s, ":"); len(parts) != 3 || !strings.Contains(parts[0], ".") || len(strings.Split(parts[0], ".")[1]) != 6 {
+				t.Errorf("element %q is not score:index:label with six decimals", s)
+			}
+		}
+	}
+}

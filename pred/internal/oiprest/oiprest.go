@@ -25,6 +25,10 @@
 // binary_data_size gives. A BYTES output with an element that is not valid
 // UTF-8 comes back as binary data even where JSON was asked for, since a
 // JSON string cannot carry it unchanged.
+//
+// An output requested with the parameter "classification": K comes back as
+// its top K classes, a BYTES tensor of "value:index:label" strings, as in
+// Triton.
 package oiprest
 
 import (
@@ -61,7 +65,7 @@ const (
 )
 
 // Parameters naming extensions pred does not implement.
-var unsupportedParameters = []string{"shared_memory_region", "classification"}
+var unsupportedParameters = []string{"shared_memory_region"}
 
 // Options configure the handler.
 type Options struct {

@@ -83,7 +83,7 @@ func TestMetadataAndReadiness(t *testing.T) {
 		code         int
 		body         string // exact, or the error's start for non-200
 	}{
-		{"GET", "/v2", 200, `{"name":"prepred-pred","version":"1.2.3","extensions":["binary_tensor_data","model_configuration","statistics","model_repository"]}`},
+		{"GET", "/v2", 200, `{"name":"prepred-pred","version":"1.2.3","extensions":["binary_tensor_data","classification","model_configuration","statistics","model_repository"]}`},
 		{"GET", "/v2/models/colors", 200, `{"name":"colors","versions":["1"],"platform":"onnxruntime_onnx",` +
 			`"inputs":[{"name":"input","datatype":"FP32","shape":[-1,3,32,32]}],"outputs":[{"name":"output","datatype":"FP32","shape":[-1,9]}]}`},
 		{"GET", "/v2/models/identity_uint16/versions/1", 200, `{"name":"identity_uint16","versions":["1"],"platform":"onnxruntime_onnx",` +
@@ -359,7 +359,8 @@ func TestInferErrors(t *testing.T) {
 		{"bad version", "colors/versions/one", nil, []byte(`{"inputs":[]}`), 400, `model version "one"`},
 		{"unknown output", "identity_fp32", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}],"outputs":[{"name":"z"}]}`), 400, `unknown output "z"`},
 		{"binary_data not bool", "identity_fp32", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}],"outputs":[{"name":"y","parameters":{"binary_data":1}}]}`), 400, `parameter "binary_data" must be true or false`},
-		{"classification", "identity_fp32", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}],"outputs":[{"name":"y","parameters":{"classification":2}}]}`), 400, "the extension is not supported"},
+		{"classification not a number", "identity_fp32", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}],"outputs":[{"name":"y","parameters":{"classification":"2"}}]}`), 400, `parameter "classification" must be an integer number of classes`},
+		{"classification of BYTES", "identity_string", nil, []byte(`{"inputs":[{"name":"x","shape":[1,3],"datatype":"BYTES","data":["a","b","c"]}],"outputs":[{"name":"y","parameters":{"classification":2}}]}`), 400, "class result not available for output due to unsupported type"},
 		{"fingerprint", "colors", nil, nil, 400, "spec_fingerprint mismatch"},
 		{"gzip", "colors", map[string]string{"Content-Encoding": "gzip"}, []byte(`{}`), 415, "Content-Encoding"},
 	}

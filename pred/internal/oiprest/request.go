@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/prepred/prepred/pred/internal/classify"
 	"github.com/prepred/prepred/pred/internal/infer"
 	"github.com/prepred/prepred/pred/internal/oip"
 	"github.com/prepred/prepred/pred/internal/tensor"
@@ -123,6 +124,15 @@ func decodeRequest(body []byte, headerLength string) (*request, error) {
 		}
 		if _, ok := o.Parameters[binaryData]; ok {
 			req.binary[o.Name] = b
+		}
+		if raw, ok := o.Parameters[classify.Parameter]; ok {
+			var k int64
+			if err := json.Unmarshal(raw, &k); err != nil {
+				return nil, invalid("output %q: parameter %q must be an integer number of classes", o.Name, classify.Parameter)
+			}
+			if err := oip.AddClassification(&req.run, o.Name, k); err != nil {
+				return nil, err
+			}
 		}
 		req.run.Outputs = append(req.run.Outputs, o.Name)
 	}

@@ -1,9 +1,8 @@
 // Package tritonext expresses pred's state in the messages of Triton's
 // protocol extensions, for both bindings of the Open Inference Protocol
 // (package oip, gRPC, and package oiprest, REST): a model version's
-// configuration as inference.ModelConfig, its statistics as
-// inference.ModelStatistics, and the classification extension's top-K
-// strings.
+// configuration as inference.ModelConfig and its statistics as
+// inference.ModelStatistics, in protobuf and in Triton's JSON.
 package tritonext
 
 import (
@@ -12,6 +11,7 @@ import (
 
 	inferencepb "github.com/prepred/prepred/api/gen/inference"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/pred/internal/classify"
 	"github.com/prepred/prepred/pred/internal/infer"
 	"github.com/prepred/prepred/pred/internal/ortrt"
 )
@@ -64,8 +64,10 @@ func ModelConfig(name string, c *infer.Config) *inferencepb.ModelConfig {
 		out.Input = append(out.Input, &inferencepb.ModelInput{Name: in.GetName(), DataType: DataType(in.GetDtype()), Dims: in.GetShape()})
 	}
 	for _, o := range cfg.GetOutputs() {
+		// The labels file names the classes of the outputs the
+		// classification extension labels.
 		mo := &inferencepb.ModelOutput{Name: o.GetName(), DataType: DataType(o.GetDtype()), Dims: o.GetShape()}
-		if len(c.Labels) > 0 && cfg.GetLabelsFile() != "" {
+		if cfg.GetLabelsFile() != "" && classify.Labeled(c.Labels, o.GetShape()) {
 			mo.LabelFilename = path.Base(cfg.GetLabelsFile())
 		}
 		out.Output = append(out.Output, mo)
