@@ -102,7 +102,7 @@ func New() *Metrics {
 		items: counter("pred_inference_count_total",
 			"Items (the batch dimension of each request, 1 without one) inferred successfully."),
 		execs: counter("pred_inference_exec_count_total",
-			"Model executions: a dynamically batched execution serves several requests at once."),
+			"Successful model executions: a dynamically batched execution serves several requests at once."),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pred_inference_pending_request_count",
 			Help: "Requests waiting in the queue of a model version for an execution.",

@@ -39,12 +39,12 @@ func (v *Version) RequestDone(items int64, took time.Duration, failure string) {
 	v.lastInference.Store(time.Now().UnixMilli())
 }
 
-// Executed records one model execution: the per-execution histograms, the
+// Executed records one model execution: the per-execution histograms
+// (failed executions included), and for a successful one its count, the
 // per-request compute times (each request of an execution spent its whole
 // compute time, as Triton counts them) and the statistics of its batch
 // size.
 func (v *Version) Executed(e Execution) {
-	v.Execs.Inc()
 	v.BatchSize.Observe(float64(e.Items))
 	v.ComputeInput.Observe(e.Input.Seconds())
 	v.ComputeInfer.Observe(e.Infer.Seconds())
@@ -52,6 +52,9 @@ func (v *Version) Executed(e Execution) {
 	if e.Failed {
 		return
 	}
+	// Counted as Triton counts execution_count: successful executions, so
+	// that it is the sum of the executions per batch size.
+	v.Execs.Inc()
 	n := float64(e.Requests)
 	v.execRequests.Add(n)
 	v.requestInput.Add(n * e.Input.Seconds())

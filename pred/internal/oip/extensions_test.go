@@ -313,3 +313,72 @@ func TestWireModelStatistics(t *testing.T) {
 		t.Errorf("one request of batch 2 moved inference_count by %d, execution_count by %d, success.count by %d; want 2, 1, 1", i1-i0, e1-e0, s1-s0)
 	}
 }
+
+// TestModelStatisticsBatched sends requests at once, so that the dynamic
+// batcher may merge them, and checks what holds however it batched them:
+// every request counted once, every execution in exactly one batch size,
+// and the items of the batches adding up to inference_count.
+func TestModelStatisticsBatched(t *testing.T) {
+	c, _ := client(t)
+	env := infertest.Setup(t)
+	const requests = 24
+	before := colorsStats(t, c)
+	errs := make(chan error, requests)
+	for i := range requests {
+		go func() {
+			images := [][3]uint8{{uint8(i), 0, 0}}
+			if i%3 == 0 {
+				images = append(images, [3]uint8{0, uint8(i), 0})
+			}
+			_, err := c.ModelInfer(ctx(t), &inferencepb.ModelInferRequest{
+				ModelName:        "colors",
+				Inputs:           []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{int64(len(images)), 3, 32, 32}}},
+				RawInputContents: [][]byte{env.Images(images...)},
+			})
+			errs <- err
+		}()
+	}
+	for range requests {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := colorsStats(t, c)
+
+	is, was := after.GetInferenceStats(), before.GetInferenceStats()
+	items := uint64(requests + requests/3)
+	if d := after.GetInferenceCount() - before.GetInferenceCount(); d != items {
+		t.Errorf("inference_count moved by %d, want %d", d, items)
+	}
+	for name, d := range map[string]uint64{
+		"success":        is.GetSuccess().GetCount() - was.GetSuccess().GetCount(),
+		"queue":          is.GetQueue().GetCount() - was.GetQueue().GetCount(),
+		"compute_input":  is.GetComputeInput().GetCount() - was.GetComputeInput().GetCount(),
+		"compute_infer":  is.GetComputeInfer().GetCount() - was.GetComputeInfer().GetCount(),
+		"compute_output": is.GetComputeOutput().GetCount() - was.GetComputeOutput().GetCount(),
+	} {
+		if d != requests {
+			t.Errorf("%s.count moved by %d, want %d", name, d, requests)
+		}
+	}
+	var execs, batchedItems uint64
+	sizes := map[uint64]uint64{}
+	for _, b := range before.GetBatchStats() {
+		sizes[b.GetBatchSize()] = b.GetComputeInfer().GetCount()
+	}
+	for _, b := range after.GetBatchStats() {
+		n := b.GetComputeInfer().GetCount() - sizes[b.GetBatchSize()]
+		if b.GetComputeInput().GetCount() != b.GetComputeInfer().GetCount() || b.GetComputeOutput().GetCount() != b.GetComputeInfer().GetCount() {
+			t.Errorf("batch size %d: compute counts differ: %v", b.GetBatchSize(), b)
+		}
+		execs += n
+		batchedItems += n * b.GetBatchSize()
+	}
+	if d := after.GetExecutionCount() - before.GetExecutionCount(); d != execs || d < 1 || d > requests {
+		t.Errorf("execution_count moved by %d; the batch sizes add up to %d executions", d, execs)
+	}
+	if batchedItems != items {
+		t.Errorf("the new executions hold %d items, want %d", batchedItems, items)
+	}
+	t.Logf("%d requests of %d items ran in %d executions", requests, items, execs)
+}
