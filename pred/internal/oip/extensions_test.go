@@ -11,7 +11,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	inferencepb "github.com/prepred/prepred/api/gen/inference"
+	"github.com/prepred/prepred/pred/internal/grpcserver"
 	"github.com/prepred/prepred/pred/internal/infertest"
+	"github.com/prepred/prepred/pred/internal/management"
+	"github.com/prepred/prepred/pred/internal/oip"
 )
 
 func TestModelConfig(t *testing.T) {
@@ -381,4 +384,33 @@ func TestModelStatisticsBatched(t *testing.T) {
 		t.Errorf("the new executions hold %d items, want %d", batchedItems, items)
 	}
 	t.Logf("%d requests of %d items ran in %d executions", requests, items, execs)
+}
+
+// TestWireRepositoryIndex asks for the index of ready models encoded by
+// hand from Triton's field numbers, as Triton's clients and model_analyzer
+// ask for it.
+func TestWireRepositoryIndex(t *testing.T) {
+	env := infertest.Setup(t)
+	svc := oip.New(env.Runner, oip.Options{Repository: management.NewGRPC(env.Registry, management.Options{Enabled: true})})
+	conn := infertest.Serve(t, grpcserver.Service{Desc: &inferencepb.GRPCInferenceService_ServiceDesc, Impl: svc})
+	var req []byte
+	req = protowire.AppendTag(req, 2, protowire.VarintType) // ready
+	req = protowire.AppendVarint(req, 1)
+	var resp []byte
+	if err := conn.Invoke(ctx(t), "/inference.GRPCInferenceService/RepositoryIndex", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+		t.Fatalf("RepositoryIndex: %v", err)
+	}
+	var got []string
+	for _, m := range fields(t, resp)[1] { // models
+		e := fields(t, m.([]byte))
+		got = append(got, string(e[1][0].([]byte))+"/"+string(e[2][0].([]byte))+" "+string(e[3][0].([]byte)))
+	}
+	if !slices.Contains(got, "colors/1 READY") || !slices.Contains(got, "resnet50/1 READY") {
+		t.Errorf("index = %q", got)
+	}
+
+	// A service without a repository answers UNAVAILABLE.
+	c, _ := client(t)
+	_, err := c.RepositoryIndex(ctx(t), &inferencepb.RepositoryIndexRequest{})
+	wantCode(t, err, codes.Unavailable, "not served")
 }
