@@ -66,15 +66,14 @@ func TopK(t tensor.Tensor, k int64, batched bool, labels []string) (tensor.Tenso
 	kept := min(k, per)
 	value, format := reader(t.DType)
 	var out []byte
-	idx := make([]int, per)
+	vals := make([]float64, per)
+	idx := make([]int, 0, per)
 	for item := range items {
 		base := t.Data[item*per*int64(size):]
-		at := func(i int) float64 { return value(base[i*size:]) }
-		for i := range idx {
-			idx[i] = i
+		for i := range vals {
+			vals[i] = value(base[i*size:])
 		}
-		slices.SortStableFunc(idx, func(a, b int) int { return compareDesc(at(a), at(b)) })
-		for _, i := range idx[:kept] {
+		for _, i := range top(vals, int(kept), idx[:0]) {
 			s := format(base[i*size:]) + ":" + strconv.Itoa(i)
 			if labels != nil {
 				s += ":" + labels[i]
@@ -87,6 +86,39 @@ func TopK(t tensor.Tensor, k int64, batched bool, labels []string) (tensor.Tenso
 		shape = []int64{items, kept}
 	}
 	return tensor.Tensor{Name: t.Name, DType: predv1.DataType_DATA_TYPE_STRING, Shape: shape, Data: out}, nil
+}
+
+// insertionLimit is the largest k for which top selects by insertion
+// (k·n comparisons) rather than sorting every element (n·log n).
+const insertionLimit = 32
+
+// top appends to dst the indices of the k largest of vals, largest first,
+// equal values in index order, NaN last.
+func top(vals []float64, k int, dst []int) []int {
+	if k > insertionLimit {
+		for i := range vals {
+			dst = append(dst, i)
+		}
+		slices.SortStableFunc(dst, func(a, b int) int { return compareDesc(vals[a], vals[b]) })
+		return dst[:k]
+	}
+	for i, v := range vals {
+		// Position after every kept value that orders before or equal
+		// to v, so that ties keep index order.
+		at := len(dst)
+		for at > 0 && compareDesc(vals[dst[at-1]], v) > 0 {
+			at--
+		}
+		if at >= k {
+			continue
+		}
+		if len(dst) < k {
+			dst = append(dst, 0)
+		}
+		copy(dst[at+1:], dst[at:len(dst)-1])
+		dst[at] = i
+	}
+	return dst
 }
 
 // compareDesc orders larger values first and NaN last.

@@ -98,3 +98,24 @@ func TestTopKRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestTopSelection checks the insertion selection against a full sort on
+// values with many ties and NaNs.
+func TestTopSelection(t *testing.T) {
+	vals := make([]float64, 300)
+	for i := range vals {
+		vals[i] = float64((i * 7919) % 23)
+		if i%41 == 0 {
+			vals[i] = math.NaN()
+		}
+	}
+	all := top(vals, len(vals), nil) // sorts: len(vals) > insertionLimit
+	for _, k := range []int{1, 2, 5, insertionLimit} {
+		if got := top(vals, k, nil); !slices.Equal(got, all[:k]) {
+			t.Errorf("top %d = %v, want %v", k, got, all[:k])
+		}
+	}
+	if math.IsNaN(vals[all[0]]) || !math.IsNaN(vals[all[len(all)-1]]) {
+		t.Errorf("order: first %v, last %v", vals[all[0]], vals[all[len(all)-1]])
+	}
+}
