@@ -178,6 +178,18 @@ func TestTritonRepositoryRPCs(t *testing.T) {
 	if got := index(true); got != "" {
 		t.Errorf("ready index after unload = %q, want none", got)
 	}
+	// An unloaded model has no configuration or statistics to report.
+	_, err = c.ModelConfig(testCtx(t), &inferencepb.ModelConfigRequest{Name: "colors"})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("ModelConfig after unload = %v, want UNAVAILABLE", err)
+	}
+	_, err = c.ModelStatistics(testCtx(t), &inferencepb.ModelStatisticsRequest{Name: "colors"})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("ModelStatistics(colors) after unload = %v, want UNAVAILABLE", err)
+	}
+	if all, err := c.ModelStatistics(testCtx(t), &inferencepb.ModelStatisticsRequest{}); err != nil || len(all.GetModelStats()) != 0 {
+		t.Errorf("ModelStatistics() after unload = %v, %v; want none", all, err)
+	}
 	if _, err := c.RepositoryModelLoad(testCtx(t), &inferencepb.RepositoryModelLoadRequest{ModelName: "colors"}); err != nil {
 		t.Fatalf("load: %v", err)
 	}

@@ -37,8 +37,9 @@ func (v *Version) Stats() metrics.Stats {
 // ReadyVersionsOf returns, for a model (empty: every model) and a version
 // (0: every version of it), the READY versions, sorted by model and
 // number. An unknown model or version is NotFound, as in Acquire; a named
-// version that is not READY is Unavailable. A model without a READY
-// version contributes none.
+// model without a READY version, or a named version that is not READY, is
+// Unavailable. With every model asked for, those without a READY version
+// contribute none.
 func (r *Registry) ReadyVersionsOf(model string, version int64) ([]*Version, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -63,7 +64,9 @@ func (r *Registry) ReadyVersionsOf(model string, version int64) ([]*Version, err
 			}
 		}
 	}
-	if model != "" && r.models[model] == nil {
+	if model != "" && len(out) == 0 {
+		// Unknown (NotFound), or known without a ready version
+		// (Unavailable, with the versions' states).
 		if _, err := r.lookupLocked(model, 0); err != nil {
 			return nil, err
 		}
