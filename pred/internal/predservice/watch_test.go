@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"go.uber.org/zap"
@@ -25,6 +26,8 @@ import (
 type watchEnv struct {
 	reg    *registry.Registry
 	client predv1.PredServiceClient
+	// repo is the registry's model repository.
+	repo string
 }
 
 func newWatchEnv(t *testing.T) *watchEnv {
@@ -57,7 +60,7 @@ func newWatchEnv(t *testing.T) *watchEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &watchEnv{reg: reg, client: predv1.NewPredServiceClient(conn)}
+	return &watchEnv{reg: reg, client: predv1.NewPredServiceClient(conn), repo: repo}
 }
 
 // recvUntil reads the stream until cond holds for the colors model's
@@ -117,7 +120,10 @@ func TestWatchModels(t *testing.T) {
 }
 
 // TestWatchNeverBlocksRegistry: a watcher that reads nothing holds up no
-// change of the registry; when it reads, it gets to the latest state.
+// change of the registry; when it reads, it gets to the latest state. The
+// stream coalesces: a change undone before the stream lists again sends
+// nothing, so the latest state is one the cycles never made (version 2
+// READY), whose arrival proves the watcher caught up.
 func TestWatchNeverBlocksRegistry(t *testing.T) {
 	const cycles = 20
 	env := newWatchEnv(t)
@@ -140,6 +146,16 @@ func TestWatchNeverBlocksRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := recvUntil(t, stuck, "the latest state", readyAs(fp))
-	t.Logf("%d messages for %d unload/load cycles", n, cycles)
+	if err := linkTree(filepath.Join(env.repo, "colors", "1"), filepath.Join(env.repo, "colors", "2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.reg.LoadModel(ctx(t), "colors"); err != nil {
+		t.Fatal(err)
+	}
+	n := recvUntil(t, stuck, "the latest state", func(vs []*predv1.ModelVersionState) bool {
+		return slices.ContainsFunc(vs, func(v *predv1.ModelVersionState) bool {
+			return v.GetVersion() == 2 && v.GetState() == "READY" && v.GetSpecFingerprint() == fp
+		})
+	})
+	t.Logf("%d messages for %d unload/load cycles and version 2", n, cycles)
 }
