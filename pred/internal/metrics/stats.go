@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strconv"
@@ -103,7 +104,9 @@ type BatchStats struct {
 
 // Stats are the cumulative statistics of a model version, in the terms of
 // Triton's statistics extension. They are read from the collectors
-// /metrics serves, so the two always agree.
+// /metrics serves, so the two always agree. Each value is read on its
+// own: a snapshot taken while requests run may count a request in one
+// value and not yet in another.
 type Stats struct {
 	Model, Version string
 	// LastInference is the end of the last successful request; zero before
@@ -161,7 +164,7 @@ func (v *Version) Stats() Stats {
 			ComputeOutput: Duration{n, seconds(b.output)},
 		})
 	}
-	slices.SortFunc(s.Batches, func(a, b BatchStats) int { return int(a.Size) - int(b.Size) })
+	slices.SortFunc(s.Batches, func(a, b BatchStats) int { return cmp.Compare(a.Size, b.Size) })
 	return s
 }
 
