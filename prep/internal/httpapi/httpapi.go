@@ -177,6 +177,7 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 		g.POST("/predict/label", s.predictLabel)
 		g.POST("/predict/topk", s.predictTopK)
 		g.POST("/predict/batch", s.predictBatch)
+		g.POST("/explain", s.explain)
 	}
 	r.GET("/health", s.health)
 	r.GET("/ready", s.ready)

@@ -65,6 +65,11 @@ type Metrics struct {
 	// ContractRetries counts requests preprocessed again and re-sent
 	// because pred's model changed while they were in flight.
 	ContractRetries prometheus.Counter
+	// Explanations counts the explanations answered, and
+	// ExplainInferences the inferences they ran (every occluded copy and
+	// the unoccluded image, retries included).
+	Explanations      prometheus.Counter
+	ExplainInferences prometheus.Counter
 }
 
 // New creates the collectors and registers them, with one reporting the
@@ -109,6 +114,14 @@ func New(models func() []predclient.ModelState) *Metrics {
 			Name: "prep_contract_retries_total",
 			Help: "Requests preprocessed again with the new contract and re-sent once, because pred's model changed while they were in flight.",
 		}),
+		Explanations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prep_explanations_total",
+			Help: "Explanations (occlusion sensitivity, /explain) answered.",
+		}),
+		ExplainInferences: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prep_explain_inferences_total",
+			Help: "Inferences that explanations ran on pred: each occluded copy and the unoccluded image, retries included.",
+		}),
 	}
 	// Every stage and the pred errors prep maps appear from the start, so
 	// that dashboards and alerts see zeros, not gaps.
@@ -120,6 +133,7 @@ func New(models func() []predclient.ModelState) *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.HTTPRequests, m.HTTPDuration, m.Stage, m.ImageBytes, m.ImagePixels, m.BatchImages, m.PredErrors, m.ContractRetries,
+		m.Explanations, m.ExplainInferences,
 		contractCollector{models},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
