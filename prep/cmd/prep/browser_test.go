@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"image"
 	"image/color"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,6 +208,56 @@ func TestWebPageInChromium(t *testing.T) {
 		t.Errorf("timing %q", timing)
 	}
 
+	// Explain the label of a red square on the spec's mean color: with
+	// progress shown meanwhile, the overlay appears beside the label, the
+	// size of the image, tinted red at the square's edge and unchanged far
+	// from it.
+	square := squarePNG(t)
+	if label := classifyInPage(t, tab, square); label != "red" {
+		t.Errorf("red square: top label %q, want red", label)
+	}
+	if err := chromedp.Do(tab,
+		chromedp.Click(chromedp.ID("explain")),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-explain="done"], body[data-explain="error"]`)),
+	); err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	if state, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.body.dataset.explain`)); err != nil || state != "done" {
+		msg, _ := chromedp.Run(tab, chromedp.Text(chromedp.ID("explain-status")))
+		t.Fatalf("explain: state %q (%v): %s", state, err, msg)
+	}
+	px, err := chromedp.Run(tab, chromedp.Evaluate[[]int](`(() => {
+		const img = document.getElementById("overlay");
+		const c = document.createElement("canvas");
+		c.width = img.naturalWidth; c.height = img.naturalHeight;
+		const g = c.getContext("2d");
+		g.drawImage(img, 0, 0);
+		const edge = g.getImageData(18, 42, 1, 1).data, far = g.getImageData(2, 2, 1, 1).data;
+		return [img.naturalWidth, img.naturalHeight, edge[0], edge[1], far[0], far[1], far[2]];
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(px) != 7 || px[0] != 64 || px[1] != 64 {
+		t.Fatalf("overlay %v, want a 64x64 image", px)
+	}
+	if px[2] < 134 || px[3] > 106 {
+		t.Errorf("overlay at the square's edge is R %d G %d, want the background (124, 116) tinted red", px[2], px[3])
+	}
+	if px[4] != 124 || px[5] != 116 || px[6] != 104 {
+		t.Errorf("overlay far from the square is %v, want the background (124, 116, 104)", px[4:])
+	}
+	caption, err := chromedp.Run(tab, chromedp.Text(chromedp.ID("explain-caption")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`P\(red\) = [0-9.]+%.* 226 inferences in [0-9.]+ s`).MatchString(caption) {
+		t.Errorf("explanation caption %q", caption)
+	}
+	if visible, err := chromedp.Run(tab, chromedp.Evaluate[bool](`!document.getElementById("explanation").hidden && document.getElementById("explain-progress").hidden`)); err != nil || !visible {
+		t.Errorf("after the explanation: overlay shown and progress hidden = %v (%v)", visible, err)
+	}
+
 	// The model list comes from pred: classify with resnet50 too.
 	if err := chromedp.Do(tab,
 		chromedp.WaitReady(chromedp.CSS(`#model option[value="resnet50"]`)),
@@ -218,4 +270,30 @@ func TestWebPageInChromium(t *testing.T) {
 		t.Errorf("resnet50 top label %q, want class_NNNN", label)
 	}
 	errs.check(t)
+}
+
+// squarePNG writes a 64x64 PNG of the colors model's spec mean color
+// (124, 116, 104) with a 44x44 red square at (20, 20), which the model
+// classifies red, and returns its path.
+func squarePNG(t *testing.T) string {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, 64, 64))
+	for y := range 64 {
+		for x := range 64 {
+			c := color.NRGBA{124, 116, 104, 255}
+			if x >= 20 && y >= 20 {
+				c = color.NRGBA{255, 0, 0, 255}
+			}
+			img.SetNRGBA(x, y, c)
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "red-square.png")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
