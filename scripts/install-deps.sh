@@ -7,6 +7,8 @@
 #   scripts/install-deps.sh test         golden's, and Chromium for the web page test: make test
 #                                        (not Chromium with PREPRED_SKIP_BROWSER=1)
 #   scripts/install-deps.sh containers   Docker engine + Compose, debootstrap (local base images): make test-containers
+#   scripts/install-deps.sh k8s          etcd, containerd, runc, CNI plugins, iptables, openssl, conntrack
+#                                        and the containers set (images): make test-k8s
 #
 # Each requirement is checked by what it provides (a header, a Python
 # module, a binary), not by package name, so a machine that has them from
@@ -35,6 +37,7 @@ has_chromium() {
   return 1
 }
 has_compose() { docker compose version >/dev/null 2>&1 || has_cmd docker-compose; }
+has_file() { [[ -e "$1" ]]; }
 
 missing=()
 need() { # package check...
@@ -57,12 +60,22 @@ case "${1:-}" in
       need chromium has_chromium
     fi
     ;;
-  containers)
+  containers | k8s)
     need docker.io has_cmd dockerd
     need docker-compose has_compose
     need debootstrap has_cmd debootstrap
+    if [[ "$1" == k8s ]]; then
+      need etcd-server has_cmd etcd
+      need containerd has_cmd containerd
+      need runc has_cmd runc
+      need containernetworking-plugins has_file /usr/lib/cni/bridge
+      need iptables has_cmd iptables
+      need conntrack has_cmd conntrack
+      need openssl has_cmd openssl
+      need iproute2 has_cmd ip
+    fi
     ;;
-  *) fail "usage: $0 build|golden|test|containers" ;;
+  *) fail "usage: $0 build|golden|test|containers|k8s" ;;
 esac
 ((${#missing[@]})) || exit 0
 
