@@ -9,6 +9,14 @@
 # preprocessing spec rolled in under load, and `down` leaving nothing behind.
 #
 #   scripts/test-containers.sh
+#   scripts/test-containers.sh --save DIR
+#
+# With --save it only builds: the two images, and the second pred release
+# the spec roll deploys (the pred image with the colors model written for
+# BGR input, genmodels -colors-color-order BGR, which announces another
+# PreprocessSpec), written as docker-save archives pred.tar, prep.tar and
+# pred-release2.tar into DIR (scripts/test-k8s.sh imports them into its
+# cluster); no checks run.
 #
 # Engine: the one $DOCKER_HOST (or the default socket) reaches; when none
 # answers, Debian's docker.io is installed if missing and a dockerd of its
@@ -25,6 +33,12 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+save_dir=""
+case "${1:-}" in
+  "") ;;
+  --save) [[ -n "${2:-}" ]] || { echo "usage: $0 [--save DIR]" >&2; exit 2; }; mkdir -p "$2"; save_dir="$(cd "$2" && pwd)" ;;
+  *) echo "usage: $0 [--save DIR]" >&2; exit 2 ;;
+esac
 cd "$root"
 
 PROJECT="${PREPRED_TEST_PROJECT:-prepredtest}"
@@ -191,6 +205,25 @@ done
 "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' prepred/pred:local >&2
 "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' prepred/prep:local >&2
 phase builds
+
+if [[ -n "$save_dir" ]]; then
+  say "building prepred/pred:release2 (colors model for BGR input)"
+  rel2="$(mktemp -d)"
+  go run ./pred/cmd/genmodels -out "$rel2/models" -model colors -colors-color-order BGR >"$state/release2.log" 2>&1 ||
+    { tail -20 "$state/release2.log" >&2; fail "genmodels for release2 failed"; }
+  printf 'FROM prepred/pred:local\nCOPY models/colors/ /models/colors/\n' >"$rel2/Dockerfile"
+  "$DOCKER" build --network none -t prepred/pred:release2 "$rel2" >>"$state/release2.log" 2>&1 ||
+    { tail -20 "$state/release2.log" >&2; fail "docker build of prepred/pred:release2 failed"; }
+  rm -rf "$rel2"
+  for spec in "prepred/pred:local pred" "prepred/prep:local prep" "prepred/pred:release2 pred-release2"; do
+    read -r tag file <<<"$spec"
+    "$DOCKER" save -o "$save_dir/$file.tar" "$tag"
+  done
+  phase save
+  say "time: engine ${took[engine]}s, bases ${took[bases]}s, image builds ${took[builds]}s, save ${took[save]}s"
+  say "images written to $save_dir"
+  exit 0
+fi
 
 # ---- checks ----
 say "running the checks (project $PROJECT, prep on $PUBLISH)"
