@@ -6,10 +6,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
-	"image"
 	"image/color"
-	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,13 @@ import (
 
 	"github.com/prepred/prepred/pred/predtest"
 )
+
+// screenshot, if set, is where TestWebPageInChromium writes a PNG of the
+// page showing ResNet-50's explanation of the photo (the README's
+// picture):
+//
+//	go test ./prep/cmd/prep -run TestWebPageInChromium -screenshot $PWD/docs/web-explain.png
+var screenshot = flag.String("screenshot", "", "write a PNG screenshot of the page with an explanation to this path")
 
 // browserTimeout bounds the browser's whole life in the test.
 const browserTimeout = 2 * time.Minute
@@ -208,11 +214,12 @@ func TestWebPageInChromium(t *testing.T) {
 		t.Errorf("timing %q", timing)
 	}
 
-	// Explain the label of a red square on the spec's mean color: with
-	// progress shown meanwhile, the overlay appears beside the label, the
-	// size of the image, tinted red at the square's edge and unchanged far
-	// from it.
-	square := squarePNG(t)
+	// Explain the label of a red square on the colors spec's mean color
+	// (testdata/images/red-square.png, 256x256, the square from (80, 80)):
+	// with progress shown meanwhile, the overlay appears beside the label,
+	// the size of the image, tinted red at the square's edge and unchanged
+	// far from it.
+	square := filepath.Join(predtest.RepoRoot(t), "testdata", "images", "red-square.png")
 	if label := classifyInPage(t, tab, square); label != "red" {
 		t.Errorf("red square: top label %q, want red", label)
 	}
@@ -232,14 +239,14 @@ func TestWebPageInChromium(t *testing.T) {
 		c.width = img.naturalWidth; c.height = img.naturalHeight;
 		const g = c.getContext("2d");
 		g.drawImage(img, 0, 0);
-		const edge = g.getImageData(18, 42, 1, 1).data, far = g.getImageData(2, 2, 1, 1).data;
+		const edge = g.getImageData(74, 168, 1, 1).data, far = g.getImageData(8, 8, 1, 1).data;
 		return [img.naturalWidth, img.naturalHeight, edge[0], edge[1], far[0], far[1], far[2]];
 	})()`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(px) != 7 || px[0] != 64 || px[1] != 64 {
-		t.Fatalf("overlay %v, want a 64x64 image", px)
+	if len(px) != 7 || px[0] != 256 || px[1] != 256 {
+		t.Fatalf("overlay %v, want a 256x256 image", px)
 	}
 	if px[2] < 134 || px[3] > 106 {
 		t.Errorf("overlay at the square's edge is R %d G %d, want the background (124, 116) tinted red", px[2], px[3])
@@ -269,31 +276,24 @@ func TestWebPageInChromium(t *testing.T) {
 	if label := classifyInPage(t, tab, photo); !strings.HasPrefix(label, "class_") {
 		t.Errorf("resnet50 top label %q, want class_NNNN", label)
 	}
-	errs.check(t)
-}
-
-// squarePNG writes a 64x64 PNG of the colors model's spec mean color
-// (124, 116, 104) with a 44x44 red square at (20, 20), which the model
-// classifies red, and returns its path.
-func squarePNG(t *testing.T) string {
-	t.Helper()
-	img := image.NewNRGBA(image.Rect(0, 0, 64, 64))
-	for y := range 64 {
-		for x := range 64 {
-			c := color.NRGBA{124, 116, 104, 255}
-			if x >= 20 && y >= 20 {
-				c = color.NRGBA{255, 0, 0, 255}
-			}
-			img.SetNRGBA(x, y, c)
+	if *screenshot != "" {
+		// The README's picture: the photo's explanation by ResNet-50.
+		if err := chromedp.Do(tab,
+			chromedp.Click(chromedp.ID("explain")),
+			chromedp.WaitVisible(chromedp.CSS(`body[data-explain="done"], body[data-explain="error"]`)),
+		); err != nil {
+			t.Fatalf("explain the photo: %v", err)
+		}
+		if msg, _ := chromedp.Run(tab, chromedp.Text(chromedp.ID("explain-status"))); msg != "" {
+			t.Fatalf("explain the photo: %s", msg)
+		}
+		shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(*screenshot, shot, 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "red-square.png")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	errs.check(t)
 }

@@ -146,11 +146,17 @@ type explainBody struct {
 
 // explain implements POST /explain and /v1/models/{model}/explain:
 // occlusion sensitivity of the model's answer for one image, as JSON or,
-// with ?format=png, as the image with the heat map over it.
+// with ?format=png, as the image with the heat map over it. An
+// explanation runs up to maxExplainInferences inferences under one
+// deadline: the request's timeout header, else MaxRequestTimeout, not the
+// RequestTimeout of one prediction.
 func (s *server) explain(c *gin.Context) {
 	o, ok := s.parseOptions(c, false)
 	if !ok {
 		return
+	}
+	if !o.timeoutSet {
+		o.timeout = s.maxTimeout
 	}
 	q, aerr := parseExplainQuery(c)
 	if aerr != nil {

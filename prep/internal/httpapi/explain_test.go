@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -188,5 +189,35 @@ func TestExplainBudget(t *testing.T) {
 	}
 	if budget.InUse() != 0 {
 		t.Errorf("%d bytes still reserved", budget.InUse())
+	}
+}
+
+// TestExplainDeadline: an explanation's deadline is the timeout header, or
+// without one MaxRequestTimeout, not one prediction's RequestTimeout; every
+// pred call of it runs under that one deadline.
+func TestExplainDeadline(t *testing.T) {
+	api := startAPI(t, time.Second, true)
+	srv := httptest.NewServer(New(Config{Client: api.client, RequestTimeout: time.Second, MaxRequestTimeout: 40 * time.Second, MaxBodyBytes: testMaxBody}))
+	t.Cleanup(srv.Close)
+	img := jsonBody(solidJPEG(t, 64, 48, color.White))
+	for _, tt := range []struct {
+		header   []string
+		min, max time.Duration
+	}{
+		{nil, 30 * time.Second, 40 * time.Second},
+		{[]string{TimeoutHeader, "5s"}, 2 * time.Second, 5 * time.Second},
+	} {
+		before := len(api.pred.Deadlines())
+		r := do(t, http.MethodPost, srv.URL+"/explain?window=8&stride=8", "application/json", strings.NewReader(img), tt.header...)
+		explainAnswer(t, r)
+		dls := api.pred.Deadlines()[before:]
+		if len(dls) == 0 {
+			t.Fatal("pred got no request")
+		}
+		for i, d := range dls {
+			if d < tt.min || d > tt.max {
+				t.Errorf("header %v: pred call %d had %v left, want %v to %v", tt.header, i, d, tt.min, tt.max)
+			}
+		}
 	}
 }

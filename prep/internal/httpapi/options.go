@@ -33,8 +33,10 @@ type options struct {
 	// topK is the number of classes asked for with ?top_k= (or ?k=), 0 when
 	// not asked.
 	topK int
-	// timeout is the request's deadline after its body has been read.
-	timeout time.Duration
+	// timeout is the request's deadline after its body has been read;
+	// timeoutSet says that a header set it.
+	timeout    time.Duration
+	timeoutSet bool
 }
 
 // parseOptions reads the model selection (path parameter model, query
@@ -102,7 +104,7 @@ func (s *server) options(c *gin.Context, allowK bool) (options, *apiError) {
 		if err != nil {
 			return o, newError(http.StatusBadRequest, codeInvalidTimeout, "header %s: %v", h, err)
 		}
-		o.timeout = min(d, s.maxTimeout)
+		o.timeout, o.timeoutSet = min(d, s.maxTimeout), true
 		break
 	}
 	return o, nil
