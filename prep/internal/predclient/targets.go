@@ -44,9 +44,11 @@ func (listBuilder) Build(t resolver.Target, cc resolver.ClientConn, _ resolver.B
 	if err != nil {
 		return nil, err
 	}
-	state := resolver.State{Endpoints: make([]resolver.Endpoint, len(addrs))}
+	// Both forms: balancers read Endpoints or, as prep's does, Addresses.
+	state := resolver.State{Endpoints: make([]resolver.Endpoint, len(addrs)), Addresses: make([]resolver.Address, len(addrs))}
 	for i, a := range addrs {
-		state.Endpoints[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}}
+		state.Addresses[i] = resolver.Address{Addr: a}
+		state.Endpoints[i] = resolver.Endpoint{Addresses: []resolver.Address{state.Addresses[i]}}
 	}
 	// An error here is the balancer refusing the state; gRPC logs it and
 	// the connection reports it on every call.
