@@ -65,14 +65,12 @@ const (
 )
 
 // serviceConfig spreads calls over every address the target resolves to,
-// so that pred replicas behind one DNS name share the load (round robin,
-// each prediction to a replica that serves its contract: see route.go),
-// and retries a
+// so that pred replicas behind one DNS name share the load, and retries a
 // call that failed with UNAVAILABLE (a replica stopping or restarting, a
 // model loading) on the next replica, up to twice, after 10 to 100 ms:
 // every PredService call is idempotent.
 const serviceConfig = `{
-  "loadBalancingConfig": [{"prepred_contract": {}}],
+  "loadBalancingConfig": [{"round_robin": {}}],
   "methodConfig": [{
     "name": [{"service": "prepred.pred.v1.PredService"}],
     "retryPolicy": {
@@ -131,9 +129,6 @@ type Client struct {
 	// it is followed (watchUnknown, watchStream, watchPoll).
 	served served
 	mode   atomic.Int32
-
-	// routes is what the contract-aware balancer knows of the replicas.
-	routes routes
 }
 
 // maxOtherModels bounds the contracts of non-default models prep keeps, so
@@ -596,9 +591,7 @@ func (c *Client) PredictBatch(ctx context.Context, ct *Contract, requestID strin
 	if requestID != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, RequestIDKey, requestID)
 	}
-	rt := &route{table: &c.routes, model: ct.Model, version: ct.Version, fingerprint: ct.Fingerprint}
-	ctx = withRoute(ctx, rt)
-	req := &predv1.PredictRequest{
+	resp, err := c.rpc.Predict(ctx, &predv1.PredictRequest{
 		Model:           ct.Model,
 		Version:         ct.Version,
 		SpecFingerprint: ct.Fingerprint,
@@ -608,37 +601,16 @@ func (c *Client) PredictBatch(ctx context.Context, ct *Contract, requestID strin
 			Shape:   shape,
 			RawData: float32Bytes(input),
 		}},
-	}
-	resp, err := c.rpc.Predict(ctx, req)
-	if refusedContract(err) {
-		c.routes.learn(rt.addr(), ct.Model, ct.Version, ct.Fingerprint, false)
-		if rt.replicas.Load() > 1 {
-			// Replicas of another release may still serve the contract
-			// (a roll half done): the balancer now skips this one.
-			resp, err = c.rpc.Predict(ctx, req)
-			if refusedContract(err) {
-				c.routes.learn(rt.addr(), ct.Model, ct.Version, ct.Fingerprint, false)
-			}
-		}
-	}
+	})
 	if err != nil {
 		return nil, c.predictError(ctx, ct, err)
 	}
-	c.routes.learn(rt.addr(), ct.Model, ct.Version, ct.Fingerprint, true)
 	for _, out := range resp.GetOutputs() {
 		if out.GetName() == ct.Output.GetName() {
 			return out, nil
 		}
 	}
 	return nil, status.Errorf(codes.Internal, "pred's answer for model %q version %d lacks output %q", ct.Model, ct.Version, ct.Output.GetName())
-}
-
-// refusedContract reports whether pred refused a Predict because it does
-// not serve the contract it was made for (fingerprint mismatch, or the
-// version is gone).
-func refusedContract(err error) bool {
-	c := status.Code(err)
-	return c == codes.FailedPrecondition || c == codes.NotFound
 }
 
 // predictError explains a failed Predict call.

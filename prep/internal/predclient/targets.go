@@ -44,11 +44,9 @@ func (listBuilder) Build(t resolver.Target, cc resolver.ClientConn, _ resolver.B
 	if err != nil {
 		return nil, err
 	}
-	// Both forms: balancers read Endpoints or, as prep's does, Addresses.
-	state := resolver.State{Endpoints: make([]resolver.Endpoint, len(addrs)), Addresses: make([]resolver.Address, len(addrs))}
+	state := resolver.State{Endpoints: make([]resolver.Endpoint, len(addrs))}
 	for i, a := range addrs {
-		state.Addresses[i] = resolver.Address{Addr: a}
-		state.Endpoints[i] = resolver.Endpoint{Addresses: []resolver.Address{state.Addresses[i]}}
+		state.Endpoints[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}}
 	}
 	// An error here is the balancer refusing the state; gRPC logs it and
 	// the connection reports it on every call.
