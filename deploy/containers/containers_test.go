@@ -26,22 +26,18 @@ const (
 	rejoinTimeout = 2 * time.Minute
 	// followTimeout bounds the wait for every prep to use a new contract.
 	followTimeout = 90 * time.Second
-	// loadTimeout bounds any one load.
-	loadTimeout = 5 * time.Minute
 	// spreadRequests are sent to measure how calls spread over the preds;
 	// each pred must answer at least minShare of them.
 	spreadRequests = 200
-	minShare       = 0.25
 	// killLoad is the load a pred is killed under (killRate a second);
 	// the kill comes once killAfter requests are done.
 	killLoad  = 600
 	killRate  = 100
 	killAfter = 150
 	// rollRate is the load's rate while replicas are replaced, rollMax its
-	// bound; settleRequests, all answered right, close the spec roll.
-	rollRate       = 50
-	rollMax        = 20000
-	settleRequests = 200
+	// bound.
+	rollRate = 50
+	rollMax  = 20000
 	// stopGrace is docker stop's timeout, as the Compose file's stop_grace_period.
 	stopGrace = "30"
 	// prepImage and predImage are the images docker-compose.yml names.

@@ -18,8 +18,6 @@ import (
 const (
 	// commandTimeout bounds one docker or compose command.
 	commandTimeout = 3 * time.Minute
-	// pollInterval is how often a state is polled while waiting for it.
-	pollInterval = 250 * time.Millisecond
 	// probeLifetime bounds the helper container that reads pred's metrics
 	// from inside the network: it exits by itself even if nothing removes it.
 	probeLifetime = 20 * time.Minute
@@ -170,23 +168,6 @@ func (s *stack) ip(t *testing.T, id string) string {
 	return n.IPAddress
 }
 
-// waitFor polls cond until it returns "" or timeout passes; cond returns
-// what it still waits for, which the failure reports.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		pending := cond()
-		if pending == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %s after %v", what, pending, timeout)
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
 // waitHealthy waits until every container in ids is running and healthy.
 func (s *stack) waitHealthy(t *testing.T, timeout time.Duration, ids ...string) {
 	t.Helper()
@@ -226,21 +207,4 @@ func (s *stack) predSuccesses(t *testing.T, id string) float64 {
 	url := "http://" + s.ip(t, id) + ":8001/metrics"
 	text := s.dockerCmd(t, "exec", s.probe, "curl", "-fsS", "--max-time", "5", url)
 	return metricSum(text, "pred_inference_request_success_total", `model="colors"`)
-}
-
-// metricSum adds the samples of metric whose labels contain label.
-func metricSum(text, metric, label string) float64 {
-	var sum float64
-	for _, line := range strings.Split(text, "\n") {
-		name, rest, ok := strings.Cut(line, "{")
-		if !ok || name != metric || !strings.Contains(rest, label) {
-			continue
-		}
-		_, value, ok := strings.Cut(rest, "} ")
-		var v float64
-		if _, err := fmt.Sscan(value, &v); ok && err == nil {
-			sum += v
-		}
-	}
-	return sum
 }

@@ -1,4 +1,4 @@
-//go:build containers
+//go:build containers || k8s
 
 package containers_test
 
@@ -27,6 +27,14 @@ const (
 	maxResponseBytes = 1 << 16
 	// maxKeptErrors is how many failure messages a load keeps for the report.
 	maxKeptErrors = 10
+	// loadTimeout bounds any one load.
+	loadTimeout = 5 * time.Minute
+	// minShare is the least share of a spread load each pred must answer.
+	minShare = 0.25
+	// settleRequests, all answered right, close a spec roll.
+	settleRequests = 200
+	// pollInterval is how often a state is polled while waiting for it.
+	pollInterval = 250 * time.Millisecond
 )
 
 // colorImage is a request body whose right label is known.
@@ -273,4 +281,38 @@ func sortedKeys(m map[string]float64) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// waitFor polls cond until it returns "" or timeout passes; cond returns
+// what it still waits for, which the failure reports.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		pending := cond()
+		if pending == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %s after %v", what, pending, timeout)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// metricSum adds the samples of metric whose labels contain label.
+func metricSum(text, metric, label string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		name, rest, ok := strings.Cut(line, "{")
+		if !ok || name != metric || !strings.Contains(rest, label) {
+			continue
+		}
+		_, value, ok := strings.Cut(rest, "} ")
+		var v float64
+		if _, err := fmt.Sscan(value, &v); ok && err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
