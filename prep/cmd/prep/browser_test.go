@@ -28,7 +28,7 @@ import (
 // page showing ResNet-50's explanation of the photo (the README's
 // picture):
 //
-//	go test ./prep/cmd/prep -run TestWebPageInChromium -screenshot $PWD/docs/web-explain.png
+//	go test ./prep/cmd/prep -run TestWebPageInChromium -screenshot $PWD/prep/internal/httpapi/web/screenshots/explain.png
 var screenshot = flag.String("screenshot", "", "write a PNG screenshot of the page with an explanation to this path")
 
 // browserTimeout bounds the browser's whole life in the test.
