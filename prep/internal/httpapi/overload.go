@@ -8,6 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/prepred/prepred/api/inflight"
+	"github.com/prepred/prepred/prep/internal/imageprep"
 	"github.com/prepred/prepred/prep/internal/metrics"
 )
 
@@ -96,20 +97,22 @@ func (s *server) reserveDecodedPayload(c *gin.Context) *apiError {
 // floats joins the request's reservation (refused at once when it does not
 // fit), and its decoded pixels wait for room in the decode budget, which
 // bounds the memory of decoding alongside MaxConcurrentPreprocess. release
-// gives the decode bytes back.
-func (s *server) reserveImage(ctx context.Context, img []byte, tensorLen int) (release func(), aerr *apiError) {
+// gives the decode bytes back; pixels is the image's size from its header
+// (0 when imageprep cannot read one).
+func (s *server) reserveImage(ctx context.Context, img []byte, tensorLen int) (release func(), pixels int64, aerr *apiError) {
 	if rv := inflight.FromContext(ctx); rv != nil && !rv.TryGrow(int64(tensorLen)*float32Bytes, inflight.ReasonWork) {
-		return nil, s.overloaded("the image's tensor")
+		return nil, 0, s.overloaded("the image's tensor")
 	}
-	px := imagePixels(img)
+	pixels = imageprep.Pixels(img)
+	px := pixels
 	if px <= 0 {
-		// Not a header this package reads: the decoder rejects most such
+		// Not a header imageprep reads: the decoder rejects most such
 		// images, and those it takes are bounded by the pixel limit.
 		px = int64(tensorLen)
 	}
 	n, err := s.decode.Reserve(ctx, px*decodedBytesPerPixel)
 	if err != nil {
-		return nil, newError(http.StatusServiceUnavailable, codeOverloaded, "no memory to decode the image within the request timeout: %v", err)
+		return nil, 0, newError(http.StatusServiceUnavailable, codeOverloaded, "no memory to decode the image within the request timeout: %v", err)
 	}
-	return func() { s.decode.Release(n) }, nil
+	return func() { s.decode.Release(n) }, pixels, nil
 }

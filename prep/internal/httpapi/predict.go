@@ -361,7 +361,7 @@ func predErrorCode(err error) codes.Code {
 // preprocess decodes img into dst once a preprocessing slot is free.
 func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Preprocessor, img []byte, dst []float32, timeout time.Duration) *apiError {
 	s.metrics.ImageBytes.Observe(float64(len(img)))
-	release, aerr := s.reserveImage(ctx, img, len(dst))
+	release, pixels, aerr := s.reserveImage(ctx, img, len(dst))
 	if aerr != nil {
 		return aerr
 	}
@@ -385,8 +385,8 @@ func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Prep
 	}
 	if err == nil {
 		s.metrics.Stage.WithLabelValues(metrics.StageDecodePreprocess).Observe(time.Since(start).Seconds())
-		if px := imagePixels(img); px > 0 {
-			s.metrics.ImagePixels.Observe(float64(px))
+		if pixels > 0 {
+			s.metrics.ImagePixels.Observe(float64(pixels))
 		}
 		return nil
 	}

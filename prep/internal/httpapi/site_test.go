@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
 	"image/color"
 	_ "image/gif"
 	_ "image/jpeg"
 	_ "image/png"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,7 +24,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
-	"github.com/prepred/prepred/pred/predtest"
 )
 
 // openAPIPath turns a gin route pattern into an OpenAPI path template:
@@ -356,61 +352,6 @@ func TestAccessLog(t *testing.T) {
 	for k, v := range want {
 		if line[k] != v {
 			t.Errorf("access log %s = %v (%T), want %v", k, line[k], line[k], v)
-		}
-	}
-}
-
-func TestImagePixels(t *testing.T) {
-	tests := []struct {
-		name string
-		img  []byte
-		want int64
-	}{
-		{"JPEG", solidJPEG(t, 64, 48, red), 64 * 48},
-		{"PNG", solidPNG(t, 20, 30, blue), 600},
-		{"sample", sampleImage, 500 * 375},
-		{"text", []byte("hello"), 0},
-		{"truncated JPEG header", solidJPEG(t, 8, 8, red)[:30], 0},
-	}
-	for _, tt := range tests {
-		if got := imagePixels(tt.img); got != tt.want {
-			t.Errorf("%s: %d pixels, want %d", tt.name, got, tt.want)
-		}
-	}
-	// The header walk agrees with the standard decoders on every test
-	// image: progressive, CMYK, EXIF-rotated, grayscale JPEGs, PNG, GIF.
-	paths, err := filepath.Glob(filepath.Join(predtest.RepoRoot(t), "testdata", "images", "*", "*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	top, _ := filepath.Glob(filepath.Join(predtest.RepoRoot(t), "testdata", "images", "*"))
-	n := 0
-	for _, path := range append(top, paths...) {
-		img, err := os.ReadFile(path)
-		if err != nil {
-			continue // a directory
-		}
-		cfg, _, err := image.DecodeConfig(bytes.NewReader(img))
-		if err != nil {
-			continue // not an image, or truncated before the header
-		}
-		n++
-		if got, want := imagePixels(img), int64(cfg.Width)*int64(cfg.Height); got != want {
-			t.Errorf("%s: %d pixels, want %d", filepath.Base(path), got, want)
-		}
-	}
-	if n < 10 {
-		t.Errorf("only %d test images checked", n)
-	}
-}
-
-// BenchmarkImagePixels measures reading the size of the 500x375 sample JPEG
-// for prep_image_pixels (headers only).
-func BenchmarkImagePixels(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if imagePixels(sampleImage) != 500*375 {
-			b.Fatal("wrong size")
 		}
 	}
 }
