@@ -60,6 +60,16 @@ fi
 while iptables -w -D FORWARD -j "$FW_CHAIN" 2>/dev/null; do :; done
 iptables -w -F "$FW_CHAIN" 2>/dev/null && iptables -w -X "$FW_CHAIN" 2>/dev/null
 
+# The kubelet's own chains, which kube-proxy --cleanup leaves.
+for ipt in iptables ip6tables; do
+  for c in INPUT OUTPUT; do
+    while "$ipt" -w -D "$c" -j KUBE-FIREWALL 2>/dev/null; do :; done
+  done
+  for tc in "${KUBELET_CHAINS[@]}"; do
+    "$ipt" -w -t "${tc%%:*}" -F "${tc#*:}" 2>/dev/null && "$ipt" -w -t "${tc%%:*}" -X "${tc#*:}" 2>/dev/null
+  done
+done
+
 ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
 
 # Forwarding as it was before k8s-up.sh, unless a Docker engine that needs
@@ -88,6 +98,13 @@ done
 awk -v s="$K8S_STATE/" 'index($2, s) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
 left="$(awk -v s="$K8S_STATE/" 'index($2, s) == 1 { print $2 }' /proc/mounts)"
 [[ -z "$left" ]] || { say "still mounted: $left"; exit 1; }
+if [[ -f "$K8S_STATE/run/host-dirs.created" ]]; then
+  while read -r d; do
+    # The kubelet leaves its device plugin socket behind.
+    [[ "$d" == /var/lib/kubelet ]] && rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+    [[ -d "$d" ]] && find "$d" -depth -type d -empty -delete
+  done <"$K8S_STATE/run/host-dirs.created"
+fi
 exec 9>&-
 rm -rf "$K8S_STATE"
 say "cluster removed"

@@ -48,6 +48,10 @@ put() {
   if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else chmod 0644 "$tmp" && mv "$tmp" "$1"; fi
 }
 
+if [[ ! -f "$K8S_STATE/run/host-dirs.created" ]]; then
+  for d in "${HOST_DIRS[@]}"; do [[ -e "$d" ]] || echo "$d"; done >"$K8S_STATE/run/host-dirs.created"
+fi
+
 # ---- network: ranges free, bridge, forwarding rules ----
 # overlaps reports whether CIDR $1 shares addresses with a route of this
 # machine that is not the run's own bridge (the default route aside).
@@ -359,6 +363,9 @@ start kube-scheduler kube-scheduler \
 # Their serving certificates are their own, self-signed; /healthz is open.
 await kube-controller-manager curl -fsSk --max-time 5 "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz"
 await kube-scheduler curl -fsSk --max-time 5 "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+# Pods can be created once the service account controller has made the
+# namespaces' default accounts.
+await kube-controller-manager kubectl_admin -n default get serviceaccount default
 
 # ---- node ----
 # Pods get no resolver of the machine: CoreDNS answers cluster names only.

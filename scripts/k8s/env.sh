@@ -47,6 +47,14 @@ COMPONENTS=(etcd containerd kube-apiserver kube-controller-manager kube-schedule
 # Kernel tunables the kubelet sets at its start (pkg/kubelet/cm setupKernelTunables).
 KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
+# Directories outside the state that the components make at fixed paths
+# (the kubelet's device plugin socket directory, the CNI library's cache,
+# containerd's shim sockets and ctr's fifos); k8s-down.sh removes those that
+# k8s-up.sh did not find, when they are empty.
+HOST_DIRS=(/var/lib/kubelet /var/lib/cni /run/containerd)
+# Chains the kubelet makes in iptables and ip6tables, by table.
+KUBELET_CHAINS=(filter:KUBE-FIREWALL filter:KUBE-KUBELET-CANARY nat:KUBE-KUBELET-CANARY mangle:KUBE-KUBELET-CANARY mangle:KUBE-IPTABLES-HINT)
+
 pidfile() { echo "$K8S_STATE/run/$1.pid"; }
 # running reports whether component $1 runs (its pid file names a live
 # process whose command line is still that component).
