@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 BIN := bin
 TOOLS := .cache/tools/bin
 
-.PHONY: run test check build models onnxruntime helm jaeger run-jaeger golden bench fmt deps-build deps-test test-containers
+.PHONY: run test check build models onnxruntime helm jaeger run-jaeger golden bench fmt deps-build deps-test test-containers test-k8s
 
 # deps-build and deps-test install the Debian packages the commands below
 # need when they are missing (as root or with passwordless sudo), or stop at
@@ -65,6 +65,12 @@ test: deps-build deps-test onnxruntime models helm jaeger golden
 # Docker engine (its own dockerd when none answers): scripts/test-containers.sh.
 test-containers:
 	scripts/test-containers.sh
+
+# test-k8s installs the Helm chart on a one-node Kubernetes cluster built on
+# this machine (scripts/k8s-up.sh; Kubernetes from the module proxy, about
+# 20 minutes to build once) and checks it under load: scripts/test-k8s.sh.
+test-k8s:
+	scripts/test-k8s.sh
 
 check: deps-build
 	scripts/gen-proto.sh --check
