@@ -342,6 +342,9 @@ func (s *Server) waitServing() error {
 	}
 }
 
+// Pid is pred's process ID, for reading its /proc files (memory).
+func (s *Server) Pid() int { return s.proc.Pid() }
+
 // Dial returns a client connection to the server's gRPC address, closed
 // when the test ends.
 func (s *Server) Dial(tb testing.TB) *grpc.ClientConn {

@@ -37,6 +37,9 @@ type Process struct {
 	stopped   bool // Signal, Stop or Kill was called
 }
 
+// Pid is the process's ID, for reading its /proc files.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Start starts cmd, which must not have Stdout or Stderr set, and captures
 // its output line by line. On Linux it also makes the kernel kill the
 // process if the test process dies without stopping it (e.g. killed by go

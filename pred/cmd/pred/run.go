@@ -267,6 +267,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log.Info("onnx runtime loaded", zap.String("version", rt.Version()), zap.String("library", cfg.ortLib))
+	if mallocConfigured {
+		log.Debug("C allocator", zap.Int("malloc_arenas", mallocArenas), zap.Int("malloc_trim_threshold_bytes", mallocTrimBytes))
+	}
 
 	traces, err := otelsetup.Start(ctx, getenv, "pred", func(err error) { log.Warn("opentelemetry", zap.Error(err)) })
 	if err != nil {
