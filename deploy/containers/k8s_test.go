@@ -365,6 +365,20 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	step("calls spread over both pred pods by their metrics", func(t *testing.T) {
+		// The second pred pod may have become Ready after the prep pods
+		// resolved pred's Service: they find it when pred's connections
+		// reach their maximum age (pred.maxConnectionAge) and they reconnect.
+		warm := newLoad(images, ports()...)
+		stop, wait := warm.background(t.Context(), k8sRate, k8sRollMax)
+		for _, p := range preds {
+			k.waitCallsTo(t, warm, p)
+		}
+		stop()
+		wait()
+		if n := warm.stats.total(); warm.stats.get(outcomeOK) != n {
+			t.Fatalf("while waiting for prep to use both pred pods: %v", &warm.stats)
+		}
+		t.Logf("both pred pods answer calls after %d requests", warm.stats.total())
 		before := map[string]float64{}
 		for _, p := range preds {
 			before[p] = k.predSuccesses(t, p)
@@ -417,7 +431,24 @@ func TestKubernetes(t *testing.T) {
 		if slices.Contains(now, victim) {
 			t.Fatalf("deleted pod %s still listed: %v", victim, now)
 		}
-		t.Logf("pred pods now: %v", now)
+		var fresh string
+		for _, p := range now {
+			if !slices.Contains(preds, p) {
+				fresh = p
+			}
+		}
+		// prep finds the replacement when pred's connections reach their
+		// maximum age (pred.maxConnectionAge) and it re-resolves.
+		again := newLoad(images, ports()...)
+		stopAgain, waitAgain := again.background(t.Context(), k8sRate, k8sRollMax)
+		defer func() { stopAgain(); waitAgain() }()
+		k.waitCallsTo(t, again, fresh)
+		stopAgain()
+		waitAgain()
+		if n := again.stats.total(); again.stats.get(outcomeOK) != n {
+			t.Errorf("while waiting for prep to use the replacement: %v", &again.stats)
+		}
+		t.Logf("replacement %s answers calls after %d more requests", fresh, again.stats.total())
 		preds = now
 	})
 
