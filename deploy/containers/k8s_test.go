@@ -78,6 +78,8 @@ func newKube(t *testing.T) *kube {
 		"prep.image.repository=prepred/prep", "prep.image.tag=local", "prep.image.pullPolicy=Never",
 		"prep.model=colors",
 		"pred.resources.requests.cpu=200m", "prep.resources.requests.cpu=100m",
+		// One pred pod at first; the checks scale it to 2 through the HPA.
+		"pred.autoscaling.minReplicas=1",
 	}
 	return k
 }
@@ -311,8 +313,8 @@ func TestKubernetes(t *testing.T) {
 		args := append([]string{"install", k8sRelease, "deploy/helm/prepred", "--create-namespace", "--wait", "--timeout", "5m"}, setArgs(k.values)...)
 		k.helmCmd(t, args...)
 		installed = true
-		// The HPAs' minReplicas (2) scale each Deployment from its first pod.
-		preds = k.waitReady(t, "pred", 2)
+		// prep's HPA (minReplicas 2) scales it from its first pod.
+		preds = k.waitReady(t, "pred", 1)
 		preps = k.waitReady(t, "prep", 2)
 		for _, kind := range []string{"hpa", "pdb"} {
 			for _, c := range []string{"pred", "prep"} {
@@ -364,21 +366,29 @@ func TestKubernetes(t *testing.T) {
 		return ps
 	}
 
-	step("calls spread over both pred pods by their metrics", func(t *testing.T) {
-		// The second pred pod may have become Ready after the prep pods
-		// resolved pred's Service: they find it when pred's connections
-		// reach their maximum age (pred.maxConnectionAge) and they reconnect.
+	step("pred scaled to 2 by its HPA gets calls on the new pod", func(t *testing.T) {
+		// The prep pods resolved pred's Service when it had one pod: they
+		// find the new one when pred's connections reach their maximum age
+		// (pred.maxConnectionAge) and they reconnect and re-resolve.
 		warm := newLoad(images, ports()...)
 		stop, wait := warm.background(t.Context(), k8sRate, k8sRollMax)
-		for _, p := range preds {
+		defer func() { stop(); wait() }()
+		k.values = append(k.values, "pred.autoscaling.minReplicas=2")
+		k.helmCmd(t, append([]string{"upgrade", k8sRelease, "deploy/helm/prepred", "--wait", "--timeout", "5m"}, setArgs(k.values)...)...)
+		now := k.waitReady(t, "pred", 2)
+		for _, p := range now {
 			k.waitCallsTo(t, warm, p)
 		}
 		stop()
 		wait()
 		if n := warm.stats.total(); warm.stats.get(outcomeOK) != n {
-			t.Fatalf("while waiting for prep to use both pred pods: %v", &warm.stats)
+			t.Fatalf("while scaling pred: %v", &warm.stats)
 		}
-		t.Logf("both pred pods answer calls after %d requests", warm.stats.total())
+		t.Logf("pred pods %v answer calls; %d requests meanwhile", now, warm.stats.total())
+		preds = now
+	})
+
+	step("calls spread over both pred pods by their metrics", func(t *testing.T) {
 		before := map[string]float64{}
 		for _, p := range preds {
 			before[p] = k.predSuccesses(t, p)
