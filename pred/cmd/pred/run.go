@@ -72,6 +72,8 @@ type config struct {
 	serving      servingConfig
 	overload     overloadConfig
 	tls          tlsFiles
+	// debugAddr, if set, serves Go's profiling endpoints.
+	debugAddr string
 }
 
 // servingConfig holds the settings of model lifecycle, batching,
@@ -125,6 +127,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		{&c.modelRepo, "model-repository", "PRED_MODEL_REPOSITORY", "models", "model repository directory"},
 		{&c.ortLib, "ort-lib", "ONNXRUNTIME_LIB", defaultLib, "ONNX Runtime shared library (default: " + projectORTLibrary + " if present, else " + systemORTLibrary + " from the system loader)"},
 		{&level, "log-level", "PRED_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
+		{&c.debugAddr, "debug-addr", "PRED_DEBUG_ADDR", "", "address of a listener of its own for Go's profiling endpoints, /debug/pprof/ (e.g. 127.0.0.1:6061; empty: none). Keep it reachable by operators only"},
 		{&c.defaultModel, "default-model", "PRED_DEFAULT_MODEL", "", "model that ONNX Runtime Server protocol requests naming none run (default: the only model served)"},
 		{&serving.pollInterval, "repository-poll-interval", "PRED_REPOSITORY_POLL_INTERVAL", "0s", "re-read the model repository this often and load, replace or unload what changed (0: never)"},
 		{&serving.managementToken, "management-token", "PRED_MANAGEMENT_TOKEN", "", "bearer token the repository API requires; without one it answers only loopback callers (prefer the variable: a flag shows in the process list)"},
@@ -365,6 +368,13 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 	})))
 	httpSrv.Handler = srvTLS.requireClientCert(inflight.Handler(budget, httpSrv.Handler, refuseHTTP))
 
+	if cfg.debugAddr != "" {
+		dbg, err := startDebug(cfg.debugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = dbg.Close() }()
+	}
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("grpc listen: %w", err)

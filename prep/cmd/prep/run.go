@@ -60,8 +60,10 @@ type config struct {
 	// shutdownDelay is how long prep goes on serving, not ready, after
 	// SIGTERM before it stops accepting connections.
 	shutdownDelay time.Duration
-	overload      overloadConfig
-	tls           tlsConfig
+	// debugAddr, if set, serves Go's profiling endpoints.
+	debugAddr string
+	overload  overloadConfig
+	tls       tlsConfig
 	// apiKeys (comma-separated) and apiKeysFile are the API keys the data
 	// endpoints require; none: no key required.
 	apiKeys, apiKeysFile string
@@ -101,6 +103,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"api-keys", "PREP_API_KEYS"},
 	{"api-keys-file", "PREP_API_KEYS_FILE"},
 	{"log-level", "PREP_LOG_LEVEL"},
+	{"debug-addr", "PREP_DEBUG_ADDR"},
 }
 
 // parseConfig reads flags from args over environment variables from getenv
@@ -134,6 +137,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&cfg.apiKeys, "api-keys", "", "comma-separated API keys the prediction and model endpoints require as Authorization: Bearer KEY or X-API-Key: KEY (prefer the variable or -api-keys-file: a flag shows in the process list)")
 	fs.StringVar(&cfg.apiKeysFile, "api-keys-file", "", "file of API keys, one a line (# comments), re-read when it changes; adds to -api-keys")
 	fs.Var(&cfg.logLevel, "log-level", "log level: debug, info, warn or error")
+	fs.StringVar(&cfg.debugAddr, "debug-addr", "", "address of a listener of its own for Go's profiling endpoints, /debug/pprof/ (e.g. 127.0.0.1:6060; empty: none). Keep it reachable by operators only")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: prep [flags]\n\nEach flag can also be set by its environment variable; a flag given on the command line wins.")
 		for _, fe := range flagEnv {
@@ -313,6 +317,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		zap.String("pred_address", predclient.Target(cfg.predAddress)),
 		zap.String("model", cfg.model), zap.Int64("model_version", cfg.modelVersion))
 
+	if cfg.debugAddr != "" {
+		dbg, err := startDebug(cfg.debugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = dbg.Close() }()
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
