@@ -39,7 +39,7 @@ helm:
 	@scripts/install-helm.sh >/dev/null
 
 # jaeger builds the trace backend the tracing test exports to (Jaeger
-# v1.75.0 from the tools/ module, about 10 minutes once); run-jaeger starts
+# v1.75.0 from the scripts/tools module, about 10 minutes once); run-jaeger starts
 # it in memory with its OTLP receivers on :4317/:4318 and the UI on :16686.
 jaeger:
 	@scripts/install-jaeger.sh >/dev/null

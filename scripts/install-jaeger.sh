@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Jaeger (all-in-one: OTLP receiver, in-memory storage, query API
 # and UI) into .cache/tools/bin and prints its path. It is built from the
-# tool dependency of the tools/ module (tools/go.mod pins
+# tool dependency of the scripts/tools module (scripts/tools/go.mod pins
 # github.com/jaegertracing/jaeger v1.75.0), which stays out of go.work so
 # that Jaeger's dependencies never reach pred's and prep's builds. The
 # tracing end-to-end test (prep/e2e) runs it; `make run-jaeger` starts it.
@@ -12,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$root/.cache/tools/bin"
 jaeger="$bin/jaeger"
-want="$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2 }' "$root/tools/go.mod")"
+want="$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2 }' "$root/scripts/tools/go.mod")"
 
 # installed_version prints the jaeger module version a binary was built from.
 installed_version() {
@@ -26,7 +26,7 @@ fi
 
 mkdir -p "$bin"
 echo "install-jaeger: building jaeger ${want} (about 10 minutes on 2 cores)" >&2
-(cd "$root/tools" && GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+(cd "$root/scripts/tools" && GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
 mv "$jaeger.tmp" "$jaeger"
 got="$(installed_version "$jaeger")"
 [[ "$got" == "$want" ]] || { echo "install-jaeger: built $jaeger reports version '$got', want $want" >&2; exit 1; }

@@ -2,9 +2,9 @@
 # Builds the Kubernetes components of the one-node test cluster
 # (scripts/k8s-up.sh) into .cache/tools/k8s/bin and prints that directory:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-# kube-proxy and kubectl from the tool dependencies of tools/k8s (which pins
+# kube-proxy and kubectl from the tool dependencies of scripts/tools/k8s (which pins
 # k8s.io/kubernetes and replaces each k8s.io staging module with its release
-# of the same version), and CoreDNS from tools/coredns. Both modules stay out
+# of the same version), and CoreDNS from scripts/tools/coredns. Both modules stay out
 # of go.work. All Kubernetes binaries come from one `go build` so that they
 # share their packages; a cold build takes about 20 minutes on 2 cores.
 # Idempotent: binaries built from the pinned versions are reused.
@@ -12,8 +12,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$root/.cache/tools/k8s/bin"
-kmod="$root/tools/k8s"
-cmod="$root/tools/coredns"
+kmod="$root/scripts/tools/k8s"
+cmod="$root/scripts/tools/coredns"
 kver="$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$kmod/go.mod")"
 cver="$(awk '$1 == "github.com/coredns/coredns" { print $2 }' "$cmod/go.mod")"
 k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)

@@ -14,7 +14,7 @@
 # containerd's), certificates made here at the first start, pods on the
 # bridge $BRIDGE with addresses in $POD_CIDR and no route off the machine,
 # CoreDNS on the bridge's address serving cluster.local only, services in
-# $SERVICE_CIDR. The sandbox image is built here (tools/k8s/pause); nothing
+# $SERVICE_CIDR. The sandbox image is built here (scripts/tools/k8s/pause); nothing
 # is pulled. scripts/k8s-down.sh removes all of it.
 #
 # Idempotent: running components are kept, missing ones started. When one
@@ -274,11 +274,11 @@ JSON
 start containerd containerd --config "$K8S_STATE/containerd/config.toml"
 await containerd ctr --address "$CONTAINERD_SOCK" version
 
-# The sandbox image: tools/k8s/pause in an OCI image archive, imported.
+# The sandbox image: scripts/tools/k8s/pause in an OCI image archive, imported.
 if ! ctr_k8s images check "name==$PAUSE_IMAGE" 2>/dev/null | grep -q complete; then
   say "building $PAUSE_IMAGE"
   img="$(mktemp -d)"
-  (cd "$root/tools/k8s" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$img/rootfs/pause" ./pause)
+  (cd "$root/scripts/tools/k8s" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$img/rootfs/pause" ./pause)
   mkdir -p "$img/oci/blobs/sha256"
   tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$img/rootfs" -cf "$img/layer.tar" pause
   # blob stores file $1 by its digest and prints "digest size".

@@ -37,7 +37,7 @@ PROXY_HEALTHZ_PORT=17256
 COREDNS_HEALTH_PORT=17280
 COREDNS_READY_PORT=17281
 
-# The sandbox image k8s-up.sh builds (tools/k8s/pause) and imports.
+# The sandbox image k8s-up.sh builds (scripts/tools/k8s/pause) and imports.
 PAUSE_IMAGE=prepred.local/pause:3.10
 
 CONTAINERD_SOCK="$K8S_STATE/run/containerd.sock"
