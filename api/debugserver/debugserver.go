@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Timeouts of the debug listener. A CPU profile or trace streams for the
@@ -44,8 +46,9 @@ type Server struct {
 	done chan error
 }
 
-// Start listens on addr and serves Handler until Close.
-func Start(addr string) (*Server, error) {
+// Start listens on addr and serves Handler until Close, and logs where,
+// with a warning when the address is reachable beyond loopback.
+func Start(addr string, log *zap.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
@@ -56,6 +59,10 @@ func Start(addr string) (*Server, error) {
 		done: make(chan error, 1),
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
+	if s.Public() {
+		log.Warn("the profiling endpoints are reachable beyond loopback: keep --debug-addr away from clients", zap.String("debug_addr", s.Addr().String()))
+	}
+	log.Info("profiling endpoints", zap.String("debug_addr", s.Addr().String()), zap.String("path", "/debug/pprof/"))
 	return s, nil
 }
 

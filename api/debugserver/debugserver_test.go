@@ -5,10 +5,12 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"go.uber.org/zap"
 )
 
 func TestServesProfiles(t *testing.T) {
-	s, err := Start("127.0.0.1:0")
+	s, err := Start("127.0.0.1:0", zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

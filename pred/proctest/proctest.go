@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,6 +40,21 @@ type Process struct {
 
 // Pid is the process's ID, for reading its /proc files.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// StatusKB reads a "Vm..." line (VmRSS, VmHWM, ...) of /proc/<pid>/status,
+// in KiB.
+func StatusKB(pid int, field string) (int64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
 
 // Start starts cmd, which must not have Stdout or Stderr set, and captures
 // its output line by line. On Linux it also makes the kernel kill the

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -12,7 +11,6 @@ import (
 	"image/png"
 	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -89,22 +87,7 @@ func postImage(t *testing.T, url string, img []byte) imageAnswer {
 // (pred_inference_count_total, every version).
 func predItems(t *testing.T, pred *predtest.Server) float64 {
 	t.Helper()
-	a := get(t, "http://"+pred.HTTPAddr+"/metrics")
-	var n float64
-	sc := bufio.NewScanner(bytes.NewReader(a.body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "pred_inference_count_total{") || !strings.Contains(line, `model="colors"`) {
-			continue
-		}
-		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("pred metrics: %s: %v", line, err)
-		}
-		n += f
-	}
-	return n
+	return predCount(t, pred, "pred_inference_count_total", `model="colors"`)
 }
 
 func decodeExplanation(t *testing.T, a imageAnswer) explanation {

@@ -5,16 +5,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/pred/predtest"
+	"github.com/prepred/prepred/pred/proctest"
 	"github.com/prepred/prepred/prep/preptest"
 )
 
@@ -31,21 +30,11 @@ const (
 // procStatusKB reads a "Vm..." line of /proc/<pid>/status, in KiB.
 func procStatusKB(b *testing.B, pid int, field string) int64 {
 	b.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	kb, err := proctest.StatusKB(pid, field)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb
-		}
-	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return kb
 }
 
 // BenchmarkFloodPeakRSS floods a real prep process (with --max-inflight-bytes
@@ -127,8 +116,8 @@ func BenchmarkFloodPeakRSS(b *testing.B) {
 	after := procStatusKB(b, pid, "VmRSS")
 	// The flood's last burst ends with a return of its memory (bursts within
 	// the reclaim interval share one, after it).
-	returns := benchMetric(b, url, "prep_memory_returns_total")
-	for end := time.Now().Add(inflight.DefaultReclaimInterval + 5*time.Second); benchMetric(b, url, "prep_memory_returns_total") <= returns; {
+	returns := metricValue(b, url, "prep_memory_returns_total", "")
+	for end := time.Now().Add(inflight.DefaultReclaimInterval + 5*time.Second); metricValue(b, url, "prep_memory_returns_total", "") <= returns; {
 		if time.Now().After(end) {
 			b.Fatalf("no return of memory within %v of the flood's end", inflight.DefaultReclaimInterval+5*time.Second)
 		}
@@ -141,26 +130,4 @@ func BenchmarkFloodPeakRSS(b *testing.B) {
 	b.ReportMetric(float64(returned)/1024, "returned_MiB")
 	b.ReportMetric(float64(peak-baseline)*1024/(benchFloodBudget+benchFloodDecode), "peak_over_baseline/budgets")
 	b.Logf("answers by status (0: connection error): %v", codes)
-}
-
-// benchMetric reads an unlabelled sample of prep's /metrics.
-func benchMetric(b *testing.B, url, name string) float64 {
-	b.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	lines := bufio.NewScanner(resp.Body)
-	for lines.Scan() {
-		if v, ok := strings.CutPrefix(lines.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return f
-		}
-	}
-	b.Fatalf("/metrics has no %s", name)
-	return 0
 }

@@ -91,7 +91,7 @@ func upload(client *http.Client, url string, release <-chan struct{}) floodAnswe
 }
 
 // metricValue reads one sample of prep's or pred's /metrics.
-func metricValue(t *testing.T, url, name, labels string) float64 {
+func metricValue(t testing.TB, url, name, labels string) float64 {
 	t.Helper()
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {

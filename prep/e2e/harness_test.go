@@ -447,14 +447,27 @@ func metric(t *testing.T, url, name string) float64 {
 // (pred_inference_requests_total, every version).
 func predOK(t *testing.T, pred *predtest.Server) float64 {
 	t.Helper()
+	return predCount(t, pred, "pred_inference_requests_total", `model="colors"`, `code="OK"`)
+}
+
+// predCount sums the samples of pred's counter metric whose labels
+// contain every one of labels.
+func predCount(t *testing.T, pred *predtest.Server, metric string, labels ...string) float64 {
+	t.Helper()
 	a := get(t, "http://"+pred.HTTPAddr+"/metrics")
 	var n float64
 	sc := bufio.NewScanner(bytes.NewReader(a.body))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+lines:
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "pred_inference_requests_total{") || !strings.Contains(line, `model="colors"`) || !strings.Contains(line, `code="OK"`) {
+		if !strings.HasPrefix(line, metric+"{") {
 			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
 		}
 		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 		if err != nil {

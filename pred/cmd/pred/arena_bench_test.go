@@ -4,8 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/pred/predtest"
+	"github.com/prepred/prepred/pred/proctest"
 )
 
 // Sizes of BenchmarkArenaBurst: a burst that fills the batcher's queue
@@ -138,22 +137,12 @@ func resnet50Repo(b *testing.B, disable bool) string {
 	return repo
 }
 
-// vmKB reads a "Vm..." line of /proc/<pid>/status, in KiB.
+// vmKB reads a "Vm..." line of pred's /proc/<pid>/status, in KiB.
 func vmKB(b *testing.B, pid int, field string) int64 {
 	b.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	kb, err := proctest.StatusKB(pid, field)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb
-		}
-	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return kb
 }

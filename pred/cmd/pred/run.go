@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/prepred/prepred/api/debugserver"
 	inferencepb "github.com/prepred/prepred/api/gen/inference"
 	ortserverpb "github.com/prepred/prepred/api/gen/onnxruntime/server"
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
@@ -369,7 +370,7 @@ func serve(ctx context.Context, cfg config, log *zap.Logger, rt *ortrt.Runtime, 
 	httpSrv.Handler = srvTLS.requireClientCert(inflight.Handler(budget, httpSrv.Handler, refuseHTTP))
 
 	if cfg.debugAddr != "" {
-		dbg, err := startDebug(cfg.debugAddr, log)
+		dbg, err := debugserver.Start(cfg.debugAddr, log)
 		if err != nil {
 			return err
 		}

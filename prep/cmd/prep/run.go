@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/prepred/prepred/api/debugserver"
 	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/api/otelsetup"
 	"github.com/prepred/prepred/prep/internal/httpapi"
@@ -318,7 +319,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		zap.String("model", cfg.model), zap.Int64("model_version", cfg.modelVersion))
 
 	if cfg.debugAddr != "" {
-		dbg, err := startDebug(cfg.debugAddr, log)
+		dbg, err := debugserver.Start(cfg.debugAddr, log)
 		if err != nil {
 			return err
 		}
