@@ -11,24 +11,37 @@ import (
 // will take with it before decoding, and report it afterwards.
 func Pixels(img []byte) int64 {
 	f := sniff(img)
-	switch f {
-	case formatUnknown:
+	if f == formatUnknown {
 		return 0
-	case formatJPEG:
-		w, h := jpegSize(img)
-		return int64(w) * int64(h)
-	case formatPNG:
-		// The IHDR chunk comes first: length, "IHDR", width, height.
-		if len(img) < 24 || string(img[12:16]) != "IHDR" {
-			return 0
-		}
-		return int64(binary.BigEndian.Uint32(img[16:])) * int64(binary.BigEndian.Uint32(img[20:]))
 	}
-	cfg, err := decodeConfigFuncs[f](bytes.NewReader(img))
+	w, h, err := headerSize(f, img)
 	if err != nil {
 		return 0
 	}
-	return int64(cfg.Width) * int64(cfg.Height)
+	return int64(w) * int64(h)
+}
+
+// headerSize reads the width and height the header of img, of format f,
+// declares (before EXIF orientation): JPEG and PNG by walking their first
+// bytes, without allocating; the others, and a JPEG or PNG the walk cannot
+// read, by their decoder's DecodeConfig, whose failure is an *Error.
+func headerSize(f format, img []byte) (w, h int, err error) {
+	switch f {
+	case formatJPEG:
+		if w, h := jpegSize(img); w > 0 && h > 0 {
+			return w, h, nil
+		}
+	case formatPNG:
+		// The IHDR chunk comes first: length, "IHDR", width, height.
+		if len(img) >= 24 && string(img[12:16]) == "IHDR" {
+			return int(binary.BigEndian.Uint32(img[16:])), int(binary.BigEndian.Uint32(img[20:])), nil
+		}
+	}
+	cfg, err := decodeConfigFuncs[f](bytes.NewReader(img))
+	if err != nil {
+		return 0, 0, decodeError(f, err)
+	}
+	return cfg.Width, cfg.Height, nil
 }
 
 // jpegSize finds the frame header (SOFn) of a JPEG by walking its marker

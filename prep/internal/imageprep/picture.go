@@ -20,17 +20,17 @@ func (p *Preprocessor) ImageSize(img []byte) (w, h int, err error) {
 	if f == formatUnknown {
 		return 0, 0, errorf(CodeUnsupportedFormat, "not a JPEG, PNG, GIF, WebP or BMP image")
 	}
-	cfg, err := decodeConfigFuncs[f](bytes.NewReader(img))
+	w, h, err = headerSize(f, img)
 	if err != nil {
-		return 0, 0, decodeError(f, err)
+		return 0, 0, err
 	}
-	if err := p.checkSize(f, cfg.Width, cfg.Height); err != nil {
+	if err := p.checkSize(f, w, h); err != nil {
 		return 0, 0, err
 	}
 	if orientation(f, img) >= 5 {
-		return cfg.Height, cfg.Width, nil
+		return h, w, nil
 	}
-	return cfg.Width, cfg.Height, nil
+	return w, h, nil
 }
 
 // Picture decodes img into the opaque RGB picture Process resizes: EXIF
