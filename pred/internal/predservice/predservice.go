@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
+	"github.com/prepred/prepred/api/spec"
 	"github.com/prepred/prepred/pred/internal/metrics"
 	"github.com/prepred/prepred/pred/internal/registry"
 	"github.com/prepred/prepred/pred/internal/requestlog"
@@ -89,6 +90,10 @@ func (s *Service) ModelMetadata(ctx context.Context, req *predv1.ModelMetadataRe
 	defer release()
 	m := v.Model
 	cfg := m.Config
+	var detection *predv1.Detection
+	if spec.IsDetector(cfg.GetOutputKind()) {
+		detection = spec.Detection(cfg.GetDetection())
+	}
 	return &predv1.ModelMetadataResponse{
 		Model:           m.Name,
 		Version:         v.Number,
@@ -100,6 +105,7 @@ func (s *Service) ModelMetadata(ctx context.Context, req *predv1.ModelMetadataRe
 		SpecFingerprint: m.Fingerprint,
 		MaxBatchSize:    cfg.GetMaxBatchSize(),
 		OutputKind:      cfg.GetOutputKind(),
+		Detection:       detection,
 	}, nil
 }
 

@@ -28,16 +28,42 @@ type Contract struct {
 	// dimension as -1 (pred does) or leave it out (as configs do).
 	Input  *predv1.TensorSpec
 	Output *predv1.TensorSpec
-	// Classes is the number of values the output holds per image.
+	// Classes is the number of values the output holds per image: one per
+	// class for a classifier, every box value for a detector.
 	Classes int
+	// Detector describes the boxes of a detector's output (OUTPUT_KIND_YOLO,
+	// OUTPUT_KIND_DETECTIONS); nil for a classifier.
+	Detector *Detector
 	// Preprocessor executes Spec.
 	Preprocessor *imageprep.Preprocessor
 
 	// requestShape is the shape of the input tensor for one image.
 	requestShape []int64
+	// outputDims is the first output's shape for one image (without a
+	// batch dimension).
+	outputDims []int64
 	// key is the model and version the contract was looked up by.
 	key modelKey
 }
+
+// Detector is the layout and post-processing defaults of a detector's first
+// output.
+type Detector struct {
+	// Boxes is the number of candidate boxes per image: the anchors of
+	// OUTPUT_KIND_YOLO ([4+Classes, Boxes]), the rows K of
+	// OUTPUT_KIND_DETECTIONS ([Boxes, 6]).
+	Boxes int
+	// Classes is the number of classes: the score rows of OUTPUT_KIND_YOLO;
+	// for OUTPUT_KIND_DETECTIONS the number of labels, 0 without labels.
+	Classes int
+	// Defaults are the model's confidence, IoU and max_detections with
+	// prep's defaults in place of unset fields (api/spec.Detection), all
+	// non-zero and within the ranges of api/spec.CheckDetection.
+	Defaults *predv1.Detection
+}
+
+// IsDetector reports whether the model's output holds boxes.
+func (ct *Contract) IsDetector() bool { return ct.Detector != nil }
 
 // MaxBatch is the most images one Predict call may carry: the model's
 // max_batch_size, or 1 for a model without a batch dimension.
@@ -92,14 +118,57 @@ func newContract(md *predv1.ModelMetadataResponse, model string, want int64, lim
 	}
 	switch ct.OutputKind {
 	case predv1.OutputKind_OUTPUT_KIND_LOGITS, predv1.OutputKind_OUTPUT_KIND_PROBABILITIES:
+		if n := len(ct.Labels); n != 0 && n != ct.Classes {
+			return nil, fmt.Errorf("the model announces %d labels for %d output values", n, ct.Classes)
+		}
+		if md.GetDetection() != nil {
+			return nil, fmt.Errorf("output_kind %v is a classifier's, but the model announces detection settings", ct.OutputKind)
+		}
+	case predv1.OutputKind_OUTPUT_KIND_YOLO, predv1.OutputKind_OUTPUT_KIND_DETECTIONS:
+		if err := ct.setDetector(md.GetDetection()); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("output_kind %v: prep knows LOGITS and PROBABILITIES only, so it cannot turn the output into probabilities", ct.OutputKind)
-	}
-	if n := len(ct.Labels); n != 0 && n != ct.Classes {
-		return nil, fmt.Errorf("the model announces %d labels for %d output values", n, ct.Classes)
+		return nil, fmt.Errorf("output_kind %v: prep knows LOGITS, PROBABILITIES, YOLO and DETECTIONS only, so it cannot interpret the output", ct.OutputKind)
 	}
 	return ct, nil
 }
+
+// setDetector checks the shape of a detector's output against its kind and
+// labels, and takes its post-processing defaults.
+func (ct *Contract) setDetector(d *predv1.Detection) error {
+	out := ct.Output
+	dims := ct.outputDims
+	det := &Detector{Defaults: spec.Detection(d)}
+	if err := spec.CheckDetection(det.Defaults); err != nil {
+		return fmt.Errorf("the model's detection settings: %w", err)
+	}
+	switch ct.OutputKind {
+	case predv1.OutputKind_OUTPUT_KIND_YOLO:
+		if len(dims) != 2 || dims[0] <= yoloBoxRows {
+			return fmt.Errorf("model output %q has shape %v; OUTPUT_KIND_YOLO needs [4 + classes, anchors] per image", out.GetName(), out.GetShape())
+		}
+		det.Classes, det.Boxes = int(dims[0])-yoloBoxRows, int(dims[1])
+		if n := len(ct.Labels); n != 0 && n != det.Classes {
+			return fmt.Errorf("the model announces %d labels for the %d classes of its output %q %v (4 + classes rows)", n, det.Classes, out.GetName(), out.GetShape())
+		}
+	case predv1.OutputKind_OUTPUT_KIND_DETECTIONS:
+		if len(dims) != 2 || dims[1] != detectionColumns {
+			return fmt.Errorf("model output %q has shape %v; OUTPUT_KIND_DETECTIONS needs [K, 6] per image (x1, y1, x2, y2, score, class)", out.GetName(), out.GetShape())
+		}
+		det.Classes, det.Boxes = len(ct.Labels), int(dims[0])
+	}
+	ct.Detector = det
+	return nil
+}
+
+// yoloBoxRows are the rows of an OUTPUT_KIND_YOLO output before the class
+// scores (cx, cy, w, h); detectionColumns the values of an
+// OUTPUT_KIND_DETECTIONS row.
+const (
+	yoloBoxRows      = 4
+	detectionColumns = 6
+)
 
 // setInput finds the input the spec fills and checks that its type and shape
 // are those of the tensor the spec produces.
@@ -162,6 +231,7 @@ func (ct *Contract) setOutput(outputs []*predv1.TensorSpec) error {
 		}
 	}
 	ct.Output = out
+	ct.outputDims = dims
 	ct.Classes = int(classes)
 	return nil
 }

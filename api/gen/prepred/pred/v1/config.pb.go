@@ -29,6 +29,20 @@ const (
 	OutputKind_OUTPUT_KIND_LOGITS OutputKind = 1
 	// The output already holds probabilities.
 	OutputKind_OUTPUT_KIND_PROBABILITIES OutputKind = 2
+	// A detector's raw output as Ultralytics YOLOv8 and YOLO11 export it:
+	// [4 + classes, anchors] per image (batch dimension excluded), row-major.
+	// Rows 0..3 hold each anchor's box center x, center y, width and height
+	// in pixels of the input tensor; row 4 + c holds its score for class c,
+	// in 0..1 (already through the sigmoid). The labels name the classes and
+	// their count must be classes. prep applies the confidence threshold,
+	// class-wise non-maximum suppression and max_detections (see Detection).
+	OutputKind_OUTPUT_KIND_YOLO OutputKind = 3
+	// A detector with non-maximum suppression inside the model: [K, 6] per
+	// image (batch dimension excluded), each row x1, y1, x2, y2 (corners in
+	// pixels of the input tensor), score, class index (as a float). Rows with
+	// a score below the confidence threshold, e.g. zero padding, are no
+	// boxes. prep applies the confidence threshold and max_detections only.
+	OutputKind_OUTPUT_KIND_DETECTIONS OutputKind = 4
 )
 
 // Enum value maps for OutputKind.
@@ -37,11 +51,15 @@ var (
 		0: "OUTPUT_KIND_UNSPECIFIED",
 		1: "OUTPUT_KIND_LOGITS",
 		2: "OUTPUT_KIND_PROBABILITIES",
+		3: "OUTPUT_KIND_YOLO",
+		4: "OUTPUT_KIND_DETECTIONS",
 	}
 	OutputKind_value = map[string]int32{
 		"OUTPUT_KIND_UNSPECIFIED":   0,
 		"OUTPUT_KIND_LOGITS":        1,
 		"OUTPUT_KIND_PROBABILITIES": 2,
+		"OUTPUT_KIND_YOLO":          3,
+		"OUTPUT_KIND_DETECTIONS":    4,
 	}
 )
 
@@ -102,6 +120,10 @@ type ModelConfig struct {
 	// every core: more help a GPU, or a model too small to keep the cores
 	// busy.
 	InstanceCount int32 `protobuf:"varint,12,opt,name=instance_count,json=instanceCount,proto3" json:"instance_count,omitempty"`
+	// detection holds the model's defaults for turning a detector's output
+	// (OUTPUT_KIND_YOLO or OUTPUT_KIND_DETECTIONS) into boxes; unset fields
+	// take prep's defaults. Classifiers must leave it unset.
+	Detection     *Detection `protobuf:"bytes,13,opt,name=detection,proto3" json:"detection,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +242,83 @@ func (x *ModelConfig) GetInstanceCount() int32 {
 	return 0
 }
 
+func (x *ModelConfig) GetDetection() *Detection {
+	if x != nil {
+		return x.Detection
+	}
+	return nil
+}
+
+// Detection is the post-processing of a detector's boxes. A field left at 0
+// takes the default named beside it (Ultralytics' predict defaults);
+// requests may override them within the same ranges.
+type Detection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// confidence_threshold drops boxes whose best class score is below it:
+	// 0..1, default 0.25.
+	ConfidenceThreshold float32 `protobuf:"fixed32,1,opt,name=confidence_threshold,json=confidenceThreshold,proto3" json:"confidence_threshold,omitempty"`
+	// iou_threshold is the intersection over union above which non-maximum
+	// suppression drops the lower-scored of two boxes of the same class:
+	// (0, 1], default 0.45.
+	IouThreshold float32 `protobuf:"fixed32,2,opt,name=iou_threshold,json=iouThreshold,proto3" json:"iou_threshold,omitempty"`
+	// max_detections is the most boxes kept per image, the highest-scored:
+	// 1..10000, default 300.
+	MaxDetections int32 `protobuf:"varint,3,opt,name=max_detections,json=maxDetections,proto3" json:"max_detections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Detection) Reset() {
+	*x = Detection{}
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Detection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Detection) ProtoMessage() {}
+
+func (x *Detection) ProtoReflect() protoreflect.Message {
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Detection.ProtoReflect.Descriptor instead.
+func (*Detection) Descriptor() ([]byte, []int) {
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Detection) GetConfidenceThreshold() float32 {
+	if x != nil {
+		return x.ConfidenceThreshold
+	}
+	return 0
+}
+
+func (x *Detection) GetIouThreshold() float32 {
+	if x != nil {
+		return x.IouThreshold
+	}
+	return 0
+}
+
+func (x *Detection) GetMaxDetections() int32 {
+	if x != nil {
+		return x.MaxDetections
+	}
+	return 0
+}
+
 // TensorSpec is the name, element type and shape of a model input or output.
 // A dimension of -1 is variable. When max_batch_size > 0 the shape excludes
 // the batch dimension.
@@ -234,7 +333,7 @@ type TensorSpec struct {
 
 func (x *TensorSpec) Reset() {
 	*x = TensorSpec{}
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[1]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +345,7 @@ func (x *TensorSpec) String() string {
 func (*TensorSpec) ProtoMessage() {}
 
 func (x *TensorSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[1]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +358,7 @@ func (x *TensorSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TensorSpec.ProtoReflect.Descriptor instead.
 func (*TensorSpec) Descriptor() ([]byte, []int) {
-	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TensorSpec) GetName() string {
@@ -297,7 +396,7 @@ type VersionPolicy struct {
 
 func (x *VersionPolicy) Reset() {
 	*x = VersionPolicy{}
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[2]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +408,7 @@ func (x *VersionPolicy) String() string {
 func (*VersionPolicy) ProtoMessage() {}
 
 func (x *VersionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[2]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +421,7 @@ func (x *VersionPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionPolicy.ProtoReflect.Descriptor instead.
 func (*VersionPolicy) Descriptor() ([]byte, []int) {
-	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *VersionPolicy) GetPolicy() isVersionPolicy_Policy {
@@ -398,7 +497,7 @@ type DynamicBatching struct {
 
 func (x *DynamicBatching) Reset() {
 	*x = DynamicBatching{}
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[3]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +509,7 @@ func (x *DynamicBatching) String() string {
 func (*DynamicBatching) ProtoMessage() {}
 
 func (x *DynamicBatching) ProtoReflect() protoreflect.Message {
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[3]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +522,7 @@ func (x *DynamicBatching) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamicBatching.ProtoReflect.Descriptor instead.
 func (*DynamicBatching) Descriptor() ([]byte, []int) {
-	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DynamicBatching) GetMaxQueueDelayMicroseconds() uint64 {
@@ -486,7 +585,7 @@ type RuntimeOptions struct {
 
 func (x *RuntimeOptions) Reset() {
 	*x = RuntimeOptions{}
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[4]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +597,7 @@ func (x *RuntimeOptions) String() string {
 func (*RuntimeOptions) ProtoMessage() {}
 
 func (x *RuntimeOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[4]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +610,7 @@ func (x *RuntimeOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeOptions.ProtoReflect.Descriptor instead.
 func (*RuntimeOptions) Descriptor() ([]byte, []int) {
-	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RuntimeOptions) GetIntraOpThreads() int32 {
@@ -586,7 +685,7 @@ type VersionPolicy_Latest struct {
 
 func (x *VersionPolicy_Latest) Reset() {
 	*x = VersionPolicy_Latest{}
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[5]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +697,7 @@ func (x *VersionPolicy_Latest) String() string {
 func (*VersionPolicy_Latest) ProtoMessage() {}
 
 func (x *VersionPolicy_Latest) ProtoReflect() protoreflect.Message {
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[5]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +710,7 @@ func (x *VersionPolicy_Latest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionPolicy_Latest.ProtoReflect.Descriptor instead.
 func (*VersionPolicy_Latest) Descriptor() ([]byte, []int) {
-	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{2, 0}
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{3, 0}
 }
 
 func (x *VersionPolicy_Latest) GetNumVersions() uint32 {
@@ -629,7 +728,7 @@ type VersionPolicy_All struct {
 
 func (x *VersionPolicy_All) Reset() {
 	*x = VersionPolicy_All{}
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[6]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +740,7 @@ func (x *VersionPolicy_All) String() string {
 func (*VersionPolicy_All) ProtoMessage() {}
 
 func (x *VersionPolicy_All) ProtoReflect() protoreflect.Message {
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[6]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +753,7 @@ func (x *VersionPolicy_All) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionPolicy_All.ProtoReflect.Descriptor instead.
 func (*VersionPolicy_All) Descriptor() ([]byte, []int) {
-	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{2, 1}
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{3, 1}
 }
 
 type VersionPolicy_Specific struct {
@@ -666,7 +765,7 @@ type VersionPolicy_Specific struct {
 
 func (x *VersionPolicy_Specific) Reset() {
 	*x = VersionPolicy_Specific{}
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[7]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +777,7 @@ func (x *VersionPolicy_Specific) String() string {
 func (*VersionPolicy_Specific) ProtoMessage() {}
 
 func (x *VersionPolicy_Specific) ProtoReflect() protoreflect.Message {
-	mi := &file_prepred_pred_v1_config_proto_msgTypes[7]
+	mi := &file_prepred_pred_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +790,7 @@ func (x *VersionPolicy_Specific) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionPolicy_Specific.ProtoReflect.Descriptor instead.
 func (*VersionPolicy_Specific) Descriptor() ([]byte, []int) {
-	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{2, 2}
+	return file_prepred_pred_v1_config_proto_rawDescGZIP(), []int{3, 2}
 }
 
 func (x *VersionPolicy_Specific) GetVersions() []int64 {
@@ -705,7 +804,7 @@ var File_prepred_pred_v1_config_proto protoreflect.FileDescriptor
 
 const file_prepred_pred_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1cprepred/pred/v1/config.proto\x12\x0fprepred.pred.v1\x1a prepred/pred/v1/preprocess.proto\"\xe5\x04\n" +
+	"\x1cprepred/pred/v1/config.proto\x12\x0fprepred.pred.v1\x1a prepred/pred/v1/preprocess.proto\"\x9f\x05\n" +
 	"\vModelConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\x12$\n" +
@@ -723,7 +822,12 @@ const file_prepred_pred_v1_config_proto_rawDesc = "" +
 	" \x01(\v2\x1f.prepred.pred.v1.RuntimeOptionsR\aruntime\x12<\n" +
 	"\voutput_kind\x18\v \x01(\x0e2\x1b.prepred.pred.v1.OutputKindR\n" +
 	"outputKind\x12%\n" +
-	"\x0einstance_count\x18\f \x01(\x05R\rinstanceCount\"g\n" +
+	"\x0einstance_count\x18\f \x01(\x05R\rinstanceCount\x128\n" +
+	"\tdetection\x18\r \x01(\v2\x1a.prepred.pred.v1.DetectionR\tdetection\"\x8a\x01\n" +
+	"\tDetection\x121\n" +
+	"\x14confidence_threshold\x18\x01 \x01(\x02R\x13confidenceThreshold\x12#\n" +
+	"\riou_threshold\x18\x02 \x01(\x02R\fiouThreshold\x12%\n" +
+	"\x0emax_detections\x18\x03 \x01(\x05R\rmaxDetections\"g\n" +
 	"\n" +
 	"TensorSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
@@ -758,12 +862,14 @@ const file_prepred_pred_v1_config_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
 	"\x12SessionConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*`\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x92\x01\n" +
 	"\n" +
 	"OutputKind\x12\x1b\n" +
 	"\x17OUTPUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12OUTPUT_KIND_LOGITS\x10\x01\x12\x1d\n" +
-	"\x19OUTPUT_KIND_PROBABILITIES\x10\x02B;Z9github.com/prepred/prepred/api/gen/prepred/pred/v1;predv1b\x06proto3"
+	"\x19OUTPUT_KIND_PROBABILITIES\x10\x02\x12\x14\n" +
+	"\x10OUTPUT_KIND_YOLO\x10\x03\x12\x1a\n" +
+	"\x16OUTPUT_KIND_DETECTIONS\x10\x04B;Z9github.com/prepred/prepred/api/gen/prepred/pred/v1;predv1b\x06proto3"
 
 var (
 	file_prepred_pred_v1_config_proto_rawDescOnce sync.Once
@@ -778,41 +884,43 @@ func file_prepred_pred_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_prepred_pred_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_prepred_pred_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_prepred_pred_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_prepred_pred_v1_config_proto_goTypes = []any{
 	(OutputKind)(0),                // 0: prepred.pred.v1.OutputKind
 	(*ModelConfig)(nil),            // 1: prepred.pred.v1.ModelConfig
-	(*TensorSpec)(nil),             // 2: prepred.pred.v1.TensorSpec
-	(*VersionPolicy)(nil),          // 3: prepred.pred.v1.VersionPolicy
-	(*DynamicBatching)(nil),        // 4: prepred.pred.v1.DynamicBatching
-	(*RuntimeOptions)(nil),         // 5: prepred.pred.v1.RuntimeOptions
-	(*VersionPolicy_Latest)(nil),   // 6: prepred.pred.v1.VersionPolicy.Latest
-	(*VersionPolicy_All)(nil),      // 7: prepred.pred.v1.VersionPolicy.All
-	(*VersionPolicy_Specific)(nil), // 8: prepred.pred.v1.VersionPolicy.Specific
-	nil,                            // 9: prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
-	nil,                            // 10: prepred.pred.v1.RuntimeOptions.SessionConfigEntry
-	(*PreprocessSpec)(nil),         // 11: prepred.pred.v1.PreprocessSpec
-	(DataType)(0),                  // 12: prepred.pred.v1.DataType
+	(*Detection)(nil),              // 2: prepred.pred.v1.Detection
+	(*TensorSpec)(nil),             // 3: prepred.pred.v1.TensorSpec
+	(*VersionPolicy)(nil),          // 4: prepred.pred.v1.VersionPolicy
+	(*DynamicBatching)(nil),        // 5: prepred.pred.v1.DynamicBatching
+	(*RuntimeOptions)(nil),         // 6: prepred.pred.v1.RuntimeOptions
+	(*VersionPolicy_Latest)(nil),   // 7: prepred.pred.v1.VersionPolicy.Latest
+	(*VersionPolicy_All)(nil),      // 8: prepred.pred.v1.VersionPolicy.All
+	(*VersionPolicy_Specific)(nil), // 9: prepred.pred.v1.VersionPolicy.Specific
+	nil,                            // 10: prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
+	nil,                            // 11: prepred.pred.v1.RuntimeOptions.SessionConfigEntry
+	(*PreprocessSpec)(nil),         // 12: prepred.pred.v1.PreprocessSpec
+	(DataType)(0),                  // 13: prepred.pred.v1.DataType
 }
 var file_prepred_pred_v1_config_proto_depIdxs = []int32{
-	2,  // 0: prepred.pred.v1.ModelConfig.inputs:type_name -> prepred.pred.v1.TensorSpec
-	2,  // 1: prepred.pred.v1.ModelConfig.outputs:type_name -> prepred.pred.v1.TensorSpec
-	11, // 2: prepred.pred.v1.ModelConfig.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
-	3,  // 3: prepred.pred.v1.ModelConfig.version_policy:type_name -> prepred.pred.v1.VersionPolicy
-	4,  // 4: prepred.pred.v1.ModelConfig.dynamic_batching:type_name -> prepred.pred.v1.DynamicBatching
-	5,  // 5: prepred.pred.v1.ModelConfig.runtime:type_name -> prepred.pred.v1.RuntimeOptions
+	3,  // 0: prepred.pred.v1.ModelConfig.inputs:type_name -> prepred.pred.v1.TensorSpec
+	3,  // 1: prepred.pred.v1.ModelConfig.outputs:type_name -> prepred.pred.v1.TensorSpec
+	12, // 2: prepred.pred.v1.ModelConfig.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
+	4,  // 3: prepred.pred.v1.ModelConfig.version_policy:type_name -> prepred.pred.v1.VersionPolicy
+	5,  // 4: prepred.pred.v1.ModelConfig.dynamic_batching:type_name -> prepred.pred.v1.DynamicBatching
+	6,  // 5: prepred.pred.v1.ModelConfig.runtime:type_name -> prepred.pred.v1.RuntimeOptions
 	0,  // 6: prepred.pred.v1.ModelConfig.output_kind:type_name -> prepred.pred.v1.OutputKind
-	12, // 7: prepred.pred.v1.TensorSpec.dtype:type_name -> prepred.pred.v1.DataType
-	6,  // 8: prepred.pred.v1.VersionPolicy.latest:type_name -> prepred.pred.v1.VersionPolicy.Latest
-	7,  // 9: prepred.pred.v1.VersionPolicy.all:type_name -> prepred.pred.v1.VersionPolicy.All
-	8,  // 10: prepred.pred.v1.VersionPolicy.specific:type_name -> prepred.pred.v1.VersionPolicy.Specific
-	9,  // 11: prepred.pred.v1.RuntimeOptions.provider_options:type_name -> prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
-	10, // 12: prepred.pred.v1.RuntimeOptions.session_config:type_name -> prepred.pred.v1.RuntimeOptions.SessionConfigEntry
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 7: prepred.pred.v1.ModelConfig.detection:type_name -> prepred.pred.v1.Detection
+	13, // 8: prepred.pred.v1.TensorSpec.dtype:type_name -> prepred.pred.v1.DataType
+	7,  // 9: prepred.pred.v1.VersionPolicy.latest:type_name -> prepred.pred.v1.VersionPolicy.Latest
+	8,  // 10: prepred.pred.v1.VersionPolicy.all:type_name -> prepred.pred.v1.VersionPolicy.All
+	9,  // 11: prepred.pred.v1.VersionPolicy.specific:type_name -> prepred.pred.v1.VersionPolicy.Specific
+	10, // 12: prepred.pred.v1.RuntimeOptions.provider_options:type_name -> prepred.pred.v1.RuntimeOptions.ProviderOptionsEntry
+	11, // 13: prepred.pred.v1.RuntimeOptions.session_config:type_name -> prepred.pred.v1.RuntimeOptions.SessionConfigEntry
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_prepred_pred_v1_config_proto_init() }
@@ -821,7 +929,7 @@ func file_prepred_pred_v1_config_proto_init() {
 		return
 	}
 	file_prepred_pred_v1_preprocess_proto_init()
-	file_prepred_pred_v1_config_proto_msgTypes[2].OneofWrappers = []any{
+	file_prepred_pred_v1_config_proto_msgTypes[3].OneofWrappers = []any{
 		(*VersionPolicy_Latest_)(nil),
 		(*VersionPolicy_All_)(nil),
 		(*VersionPolicy_Specific_)(nil),
@@ -832,7 +940,7 @@ func file_prepred_pred_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_prepred_pred_v1_config_proto_rawDesc), len(file_prepred_pred_v1_config_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -294,8 +294,12 @@ type ModelMetadataResponse struct {
 	SpecFingerprint string     `protobuf:"bytes,8,opt,name=spec_fingerprint,json=specFingerprint,proto3" json:"spec_fingerprint,omitempty"`
 	MaxBatchSize    int32      `protobuf:"varint,9,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
 	OutputKind      OutputKind `protobuf:"varint,10,opt,name=output_kind,json=outputKind,proto3,enum=prepred.pred.v1.OutputKind" json:"output_kind,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// detection is set for the detector kinds (OUTPUT_KIND_YOLO,
+	// OUTPUT_KIND_DETECTIONS): the config's Detection with every unset field
+	// filled with its default (api/spec.Detection), so all three are non-zero.
+	Detection     *Detection `protobuf:"bytes,11,opt,name=detection,proto3" json:"detection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelMetadataResponse) Reset() {
@@ -396,6 +400,13 @@ func (x *ModelMetadataResponse) GetOutputKind() OutputKind {
 		return x.OutputKind
 	}
 	return OutputKind_OUTPUT_KIND_UNSPECIFIED
+}
+
+func (x *ModelMetadataResponse) GetDetection() *Detection {
+	if x != nil {
+		return x.Detection
+	}
+	return nil
 }
 
 type ListModelsRequest struct {
@@ -737,7 +748,7 @@ const file_prepred_pred_v1_pred_proto_rawDesc = "" +
 	"\aoutputs\x18\x03 \x03(\v2\x17.prepred.pred.v1.TensorR\aoutputs\"F\n" +
 	"\x14ModelMetadataRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"\xb7\x03\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\xf1\x03\n" +
 	"\x15ModelMetadataResponse\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
@@ -752,7 +763,8 @@ const file_prepred_pred_v1_pred_proto_rawDesc = "" +
 	"\x0emax_batch_size\x18\t \x01(\x05R\fmaxBatchSize\x12<\n" +
 	"\voutput_kind\x18\n" +
 	" \x01(\x0e2\x1b.prepred.pred.v1.OutputKindR\n" +
-	"outputKind\"\x13\n" +
+	"outputKind\x128\n" +
+	"\tdetection\x18\v \x01(\v2\x1a.prepred.pred.v1.DetectionR\tdetection\"\x13\n" +
 	"\x11ListModelsRequest\"P\n" +
 	"\x12ListModelsResponse\x12:\n" +
 	"\x06models\x18\x01 \x03(\v2\".prepred.pred.v1.ModelVersionStateR\x06models\"\x9c\x01\n" +
@@ -807,6 +819,7 @@ var file_prepred_pred_v1_pred_proto_goTypes = []any{
 	(*TensorSpec)(nil),            // 12: prepred.pred.v1.TensorSpec
 	(*PreprocessSpec)(nil),        // 13: prepred.pred.v1.PreprocessSpec
 	(OutputKind)(0),               // 14: prepred.pred.v1.OutputKind
+	(*Detection)(nil),             // 15: prepred.pred.v1.Detection
 }
 var file_prepred_pred_v1_pred_proto_depIdxs = []int32{
 	11, // 0: prepred.pred.v1.Tensor.dtype:type_name -> prepred.pred.v1.DataType
@@ -816,22 +829,23 @@ var file_prepred_pred_v1_pred_proto_depIdxs = []int32{
 	12, // 4: prepred.pred.v1.ModelMetadataResponse.outputs:type_name -> prepred.pred.v1.TensorSpec
 	13, // 5: prepred.pred.v1.ModelMetadataResponse.preprocess:type_name -> prepred.pred.v1.PreprocessSpec
 	14, // 6: prepred.pred.v1.ModelMetadataResponse.output_kind:type_name -> prepred.pred.v1.OutputKind
-	7,  // 7: prepred.pred.v1.ListModelsResponse.models:type_name -> prepred.pred.v1.ModelVersionState
-	10, // 8: prepred.pred.v1.WatchModelsResponse.models:type_name -> prepred.pred.v1.ModelState
-	7,  // 9: prepred.pred.v1.ModelState.versions:type_name -> prepred.pred.v1.ModelVersionState
-	1,  // 10: prepred.pred.v1.PredService.Predict:input_type -> prepred.pred.v1.PredictRequest
-	3,  // 11: prepred.pred.v1.PredService.ModelMetadata:input_type -> prepred.pred.v1.ModelMetadataRequest
-	5,  // 12: prepred.pred.v1.PredService.ListModels:input_type -> prepred.pred.v1.ListModelsRequest
-	8,  // 13: prepred.pred.v1.PredService.WatchModels:input_type -> prepred.pred.v1.WatchModelsRequest
-	2,  // 14: prepred.pred.v1.PredService.Predict:output_type -> prepred.pred.v1.PredictResponse
-	4,  // 15: prepred.pred.v1.PredService.ModelMetadata:output_type -> prepred.pred.v1.ModelMetadataResponse
-	6,  // 16: prepred.pred.v1.PredService.ListModels:output_type -> prepred.pred.v1.ListModelsResponse
-	9,  // 17: prepred.pred.v1.PredService.WatchModels:output_type -> prepred.pred.v1.WatchModelsResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	15, // 7: prepred.pred.v1.ModelMetadataResponse.detection:type_name -> prepred.pred.v1.Detection
+	7,  // 8: prepred.pred.v1.ListModelsResponse.models:type_name -> prepred.pred.v1.ModelVersionState
+	10, // 9: prepred.pred.v1.WatchModelsResponse.models:type_name -> prepred.pred.v1.ModelState
+	7,  // 10: prepred.pred.v1.ModelState.versions:type_name -> prepred.pred.v1.ModelVersionState
+	1,  // 11: prepred.pred.v1.PredService.Predict:input_type -> prepred.pred.v1.PredictRequest
+	3,  // 12: prepred.pred.v1.PredService.ModelMetadata:input_type -> prepred.pred.v1.ModelMetadataRequest
+	5,  // 13: prepred.pred.v1.PredService.ListModels:input_type -> prepred.pred.v1.ListModelsRequest
+	8,  // 14: prepred.pred.v1.PredService.WatchModels:input_type -> prepred.pred.v1.WatchModelsRequest
+	2,  // 15: prepred.pred.v1.PredService.Predict:output_type -> prepred.pred.v1.PredictResponse
+	4,  // 16: prepred.pred.v1.PredService.ModelMetadata:output_type -> prepred.pred.v1.ModelMetadataResponse
+	6,  // 17: prepred.pred.v1.PredService.ListModels:output_type -> prepred.pred.v1.ListModelsResponse
+	9,  // 18: prepred.pred.v1.PredService.WatchModels:output_type -> prepred.pred.v1.WatchModelsResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_prepred_pred_v1_pred_proto_init() }

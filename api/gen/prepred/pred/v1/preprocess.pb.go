@@ -80,6 +80,14 @@ const (
 	// Resize so the shorter side is resize_shorter_side (aspect kept), then
 	// crop width x height from the center, as torchvision's Resize + CenterCrop.
 	ResizeMode_RESIZE_MODE_SHORTER_SIDE_CENTER_CROP ResizeMode = 2
+	// Resize to fit width x height with the aspect ratio kept, centered on a
+	// canvas of pad_color, as Ultralytics' LetterBox (with Pillow's resampling)
+	// for an image of w x h: r = min(width/w, height/h); the image is resized
+	// to nw x nh, nw = round_half_even(w*r) clamped to 1..width, nh likewise
+	// with h and height; it is placed at left = (width-nw)/2, top =
+	// (height-nh)/2 (integer division). A tensor pixel x maps back to the
+	// image's x' = (x - left) * w/nw, and y' = (y - top) * h/nh.
+	ResizeMode_RESIZE_MODE_LETTERBOX ResizeMode = 3
 )
 
 // Enum value maps for ResizeMode.
@@ -88,11 +96,13 @@ var (
 		0: "RESIZE_MODE_UNSPECIFIED",
 		1: "RESIZE_MODE_SQUASH",
 		2: "RESIZE_MODE_SHORTER_SIDE_CENTER_CROP",
+		3: "RESIZE_MODE_LETTERBOX",
 	}
 	ResizeMode_value = map[string]int32{
 		"RESIZE_MODE_UNSPECIFIED":              0,
 		"RESIZE_MODE_SQUASH":                   1,
 		"RESIZE_MODE_SHORTER_SIDE_CENTER_CROP": 2,
+		"RESIZE_MODE_LETTERBOX":                3,
 	}
 )
 
@@ -340,7 +350,12 @@ type PreprocessSpec struct {
 	Dtype  DataType  `protobuf:"varint,13,opt,name=dtype,proto3,enum=prepred.pred.v1.DataType" json:"dtype,omitempty"`
 	// background is the RGB color (0..255 each, 3 values) transparent pixels are
 	// composited onto before anything else. Empty means white (255,255,255).
-	Background    []uint32 `protobuf:"varint,14,rep,packed,name=background,proto3" json:"background,omitempty"`
+	Background []uint32 `protobuf:"varint,14,rep,packed,name=background,proto3" json:"background,omitempty"`
+	// pad_color is the RGB color (0..255 each, 3 values) of the canvas that
+	// RESIZE_MODE_LETTERBOX pads the resized image with, before scale, mean
+	// and std are applied like for any pixel. Empty means (114,114,114), the
+	// gray of Ultralytics' LetterBox. Only RESIZE_MODE_LETTERBOX uses it.
+	PadColor      []uint32 `protobuf:"varint,15,rep,packed,name=pad_color,json=padColor,proto3" json:"pad_color,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,11 +488,18 @@ func (x *PreprocessSpec) GetBackground() []uint32 {
 	return nil
 }
 
+func (x *PreprocessSpec) GetPadColor() []uint32 {
+	if x != nil {
+		return x.PadColor
+	}
+	return nil
+}
+
 var File_prepred_pred_v1_preprocess_proto protoreflect.FileDescriptor
 
 const file_prepred_pred_v1_preprocess_proto_rawDesc = "" +
 	"\n" +
-	" prepred/pred/v1/preprocess.proto\x12\x0fprepred.pred.v1\"\xab\x04\n" +
+	" prepred/pred/v1/preprocess.proto\x12\x0fprepred.pred.v1\"\xc8\x04\n" +
 	"\x0ePreprocessSpec\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\tR\x05input\x12<\n" +
@@ -497,17 +519,19 @@ const file_prepred_pred_v1_preprocess_proto_rawDesc = "" +
 	"\x05dtype\x18\r \x01(\x0e2\x19.prepred.pred.v1.DataTypeR\x05dtype\x12\x1e\n" +
 	"\n" +
 	"background\x18\x0e \x03(\rR\n" +
-	"background*S\n" +
+	"background\x12\x1b\n" +
+	"\tpad_color\x18\x0f \x03(\rR\bpadColor*S\n" +
 	"\n" +
 	"ColorOrder\x12\x1b\n" +
 	"\x17COLOR_ORDER_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCOLOR_ORDER_RGB\x10\x01\x12\x13\n" +
-	"\x0fCOLOR_ORDER_BGR\x10\x02*k\n" +
+	"\x0fCOLOR_ORDER_BGR\x10\x02*\x86\x01\n" +
 	"\n" +
 	"ResizeMode\x12\x1b\n" +
 	"\x17RESIZE_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESIZE_MODE_SQUASH\x10\x01\x12(\n" +
-	"$RESIZE_MODE_SHORTER_SIDE_CENTER_CROP\x10\x02*e\n" +
+	"$RESIZE_MODE_SHORTER_SIDE_CENTER_CROP\x10\x02\x12\x19\n" +
+	"\x15RESIZE_MODE_LETTERBOX\x10\x03*e\n" +
 	"\rInterpolation\x12\x1d\n" +
 	"\x19INTERPOLATION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16INTERPOLATION_BILINEAR\x10\x01\x12\x19\n" +
