@@ -16,7 +16,7 @@ pixels pasted onto the background with their alpha as mask) -> resize
 For every (image, geometry) case pixels.bin.gz holds the resized 8-bit image
 (HWC, channels in the spec's color order): the Go test runs the same geometry
 with scale 1, mean 0, std 1, so its tensor holds exactly those 8-bit levels.
-For the two production specs (resnet50, colors) tensors.bin.gz also holds
+For the production specs (resnet50, colors, squares) tensors.bin.gz also holds
 numpy's float32 NCHW tensor for some images, compared value for value.
 """
 
@@ -59,12 +59,24 @@ GEOMETRIES = {
     "crop57-49x45-bicubic": dict(mode="SHORTER_SIDE_CENTER_CROP", interp="BICUBIC", width=49, height=45, shorter=57),
     # upscaling (filter support not widened)
     "squash96x72-bilinear": dict(mode="SQUASH", interp="BILINEAR", width=96, height=72),
+    # letterbox: a square canvas pads landscape images above and below,
+    # portrait ones (and EXIF-rotated ones) left and right; a wide canvas
+    # pads landscape images left and right too; a pad color in BGR order
+    "letterbox64-bilinear": dict(mode="LETTERBOX", interp="BILINEAR", width=64, height=64),
+    "letterbox72x40-bicubic-bgr": dict(mode="LETTERBOX", interp="BICUBIC", width=72, height=40, order="BGR",
+                                       pad=[0, 128, 255], background=[10, 20, 30]),
+    "letterbox45x63-bicubic": dict(mode="LETTERBOX", interp="BICUBIC", width=45, height=63, pad=[255, 0, 0]),
+    # letterbox upscaling the small inputs (120x80 -> 150x100)
+    "letterbox150x130-bilinear": dict(mode="LETTERBOX", interp="BILINEAR", width=150, height=130),
+    # the squares detector's spec
+    "letterbox640-bilinear": dict(mode="LETTERBOX", interp="BILINEAR", width=640, height=640),
 }
 
 # Full-tensor checks of the production specs.
 SPECS = {
     "resnet50": dict(geometry="squash224-bicubic", scale=SCALE, mean=IMAGENET_MEAN, std=IMAGENET_STD),
     "colors": dict(geometry="squash32-bilinear", scale=SCALE, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    "squares": dict(geometry="letterbox640-bilinear", scale=SCALE, mean=[0, 0, 0], std=[1, 1, 1]),
 }
 
 PHOTOS = [
@@ -72,7 +84,10 @@ PHOTOS = [
     "astronaut.jpg", "rocket.jpg", "photo-500x375.jpg", "photo-1024x768.jpg",
 ]
 CROP224 = ["chelsea.png", "photo-500x375.jpg", "rocket.jpg"]
-SMALL_GEOMETRIES = [g for g in GEOMETRIES if not g.startswith(("squash224", "crop256"))]
+SMALL_GEOMETRIES = [g for g in GEOMETRIES if not g.startswith(("squash224", "crop256", "letterbox150", "letterbox640"))]
+# Images of the squares spec's full-tensor check: landscape photos
+# (downscaled), and portrait after EXIF rotation (upscaled: 60x90 and 50x70).
+SQUARES = ["photo-500x375.jpg", "rocket.jpg", "orientation6.png", "orientation_6.jpg"]
 
 
 def rel(*p):
@@ -258,6 +273,16 @@ def resize(im, g):
     W, H = g["width"], g["height"]
     if g["mode"] == "SQUASH":
         return im.resize((W, H), filt)
+    if g["mode"] == "LETTERBOX":
+        # Ultralytics' LetterBox (center=True, scaleup=True) with Pillow's
+        # resampling: Python's round() rounds half to even.
+        w, h = im.size
+        r = min(W / w, H / h)
+        nw = min(max(int(round(w * r)), 1), W)
+        nh = min(max(int(round(h * r)), 1), H)
+        canvas = Image.new("RGB", (W, H), tuple(g.get("pad", [114, 114, 114])))
+        canvas.paste(im.resize((nw, nh), filt), ((W - nw) // 2, (H - nh) // 2))
+        return canvas
     # torchvision.transforms.Resize(S) + CenterCrop((H, W)) on a PIL image.
     s = g["shorter"]
     w, h = im.size
@@ -310,6 +335,8 @@ def main():
             geoms.append("squash224-bicubic")
         if name in CROP224:
             geoms.append("crop256-224-bicubic")
+        if path.startswith(INPUTS):
+            geoms.append("letterbox150x130-bilinear")
         for gname in geoms:
             u8 = pixels(path, GEOMETRIES[gname])
             cases.append(dict(image=path, geometry=gname, offset=pix.tell(), shape=list(u8.shape)))
@@ -318,6 +345,8 @@ def main():
             if sname == "resnet50" and name not in ("chelsea.png", "photo-500x375.jpg"):
                 continue
             if sname == "colors" and not (name in PHOTOS or name.endswith(("red.jpg", "red-alpha.png"))):
+                continue
+            if sname == "squares" and name not in SQUARES:
                 continue
             t = tensor(pixels(path, GEOMETRIES[spec["geometry"]]), spec)
             tensors.append(dict(image=path, spec=sname, offset=ten.tell(), shape=list(t.shape)))

@@ -3,7 +3,9 @@
 // pipeline: Image.open → ImageOps.exif_transpose → convert("RGB") (alpha
 // composited onto the spec's background) → resize (Pillow's BILINEAR or
 // BICUBIC; torchvision's Resize + CenterCrop arithmetic for
-// SHORTER_SIDE_CENTER_CROP) → float32 (v*scale - mean) / std.
+// SHORTER_SIDE_CENTER_CROP; Ultralytics' LetterBox arithmetic for LETTERBOX,
+// the resized image pasted onto a canvas of the pad color) → float32
+// (v*scale - mean) / std.
 //
 // The resampler is Pillow's ImagingResample reimplemented bit for bit, and
 // the decoders produce Pillow's pixels, so the tensors are identical to
@@ -75,8 +77,10 @@ type Preprocessor struct {
 	height       int
 	filter       *filter
 	shorterSide  int // 0 for SQUASH
+	letterbox    bool
 	background   [3]uint8
-	channelOrder [3]int // channelOrder[c] is the RGB index feeding output channel c
+	pad          [3]uint8 // LETTERBOX's canvas, RGB
+	channelOrder [3]int   // channelOrder[c] is the RGB index feeding output channel c
 	// lut[c][v] is (v*scale - mean[c]) / std[c] for output channel c, computed
 	// once in float32 exactly as the formula is written.
 	lut [3][256]float32
@@ -137,8 +141,23 @@ func New(s *predv1.PreprocessSpec, limits Limits) (*Preprocessor, error) {
 			return nil, bad("resize_shorter_side %d is smaller than the %dx%d crop", rs, w, h)
 		}
 		p.shorterSide = int(rs)
+	case predv1.ResizeMode_RESIZE_MODE_LETTERBOX:
+		p.letterbox = true
 	default:
-		return nil, bad("resize_mode %s is not supported by this prep (knows SQUASH, SHORTER_SIDE_CENTER_CROP)", enumName(int32(rm), predv1.ResizeMode_name))
+		return nil, bad("resize_mode %s is not supported by this prep (knows SQUASH, SHORTER_SIDE_CENTER_CROP, LETTERBOX)", enumName(int32(rm), predv1.ResizeMode_name))
+	}
+	p.pad = defaultPadColor
+	switch pc := s.GetPadColor(); len(pc) {
+	case 0:
+	case 3:
+		for c, v := range pc {
+			if v > 255 {
+				return nil, bad("pad_color[%d] %d is out of range (0..255)", c, v)
+			}
+			p.pad[c] = uint8(v)
+		}
+	default:
+		return nil, bad("pad_color has %d values, want 0 or 3", len(pc))
 	}
 
 	switch in := s.GetInterpolation(); in {

@@ -67,7 +67,14 @@ func TestNewValidation(t *testing.T) {
 		{"unspecified color order", func(s *predv1.PreprocessSpec) { s.ColorOrder = 0 }, "color_order UNSPECIFIED"},
 		{"unknown color order", func(s *predv1.PreprocessSpec) { s.ColorOrder = 9 }, "color_order 9 is not supported by this prep (knows RGB, BGR)"},
 		{"unknown resize mode", func(s *predv1.PreprocessSpec) { s.ResizeMode = 7 },
-			"resize_mode 7 is not supported by this prep (knows SQUASH, SHORTER_SIDE_CENTER_CROP)"},
+			"resize_mode 7 is not supported by this prep (knows SQUASH, SHORTER_SIDE_CENTER_CROP, LETTERBOX)"},
+		{"letterbox", func(s *predv1.PreprocessSpec) { s.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX }, ""},
+		{"letterbox pad color", func(s *predv1.PreprocessSpec) {
+			s.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX
+			s.PadColor = []uint32{0, 255, 7}
+		}, ""},
+		{"pad color length", func(s *predv1.PreprocessSpec) { s.PadColor = []uint32{114} }, "pad_color has 1 values"},
+		{"pad color range", func(s *predv1.PreprocessSpec) { s.PadColor = []uint32{1, 2, 300} }, "pad_color[2] 300"},
 		{"unspecified resize mode", func(s *predv1.PreprocessSpec) { s.ResizeMode = 0 }, "resize_mode UNSPECIFIED"},
 		{"unknown interpolation", func(s *predv1.PreprocessSpec) { s.Interpolation = 3 }, "interpolation 3"},
 		{"unspecified interpolation", func(s *predv1.PreprocessSpec) { s.Interpolation = 0 }, "interpolation UNSPECIFIED"},

@@ -13,10 +13,18 @@ const jpegMaxLevelDiff = 3
 // jpegExoticMaxLevelDiff bounds JPEGs whose color conversion image/jpeg
 // does itself: Adobe RGB with subsampled components and YCCK, where it
 // replicates samples that libjpeg interpolates, which shows at edges.
-const jpegExoticMaxLevelDiff = 40
+// Where an axis is not downscaled nothing averages that away:
+// jpegExoticUnshrunkMaxLevelDiff.
+const (
+	jpegExoticMaxLevelDiff         = 40
+	jpegExoticUnshrunkMaxLevelDiff = 100
+)
 
-func jpegLevelBound(path string) int {
+func jpegLevelBound(path string, unshrunk bool) int {
 	if strings.Contains(path, "rgb.jpeg") || strings.Contains(path, "ycck") {
+		if unshrunk {
+			return jpegExoticUnshrunkMaxLevelDiff
+		}
 		return jpegExoticMaxLevelDiff
 	}
 	return jpegMaxLevelDiff

@@ -6,4 +6,4 @@ package imageprep
 // the same pixels as Pillow.
 const jpegMaxLevelDiff = 0
 
-func jpegLevelBound(string) int { return jpegMaxLevelDiff }
+func jpegLevelBound(string, bool) int { return jpegMaxLevelDiff }

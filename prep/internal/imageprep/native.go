@@ -56,8 +56,9 @@ func (p *Preprocessor) setupNative(w *nativeWork, pl *resamplePlan, dst []float3
 	w.tmp = getBuf((pl.y1-pl.y0)*ts + imagePad)
 	w.rowBuf = getBuf(ts + imagePad)
 	c := &w.plan
+	p.fillPad(pl, dst)
 	*c = C.prep_plan{
-		w: C.int(W), h: C.int(H), cx: C.int(pl.cx), cy: C.int(pl.cy), y0: C.int(pl.y0), y1: C.int(pl.y1),
+		w: C.int(W), h: C.int(H), cx: C.int(pl.cx), cy: C.int(pl.cy), y0: C.int(pl.y0), y1: C.int(pl.y1), dstride: C.int(pl.stride),
 		lut:  (*C.float)(unsafe.Pointer(&p.lutRGB[0])),
 		norm: (*C.float)(unsafe.Pointer(&p.normRGB[0])),
 		tmp:  u8p(*w.tmp), tstride: C.int(ts), rowbuf: u8p(*w.rowBuf),
@@ -75,9 +76,8 @@ func (p *Preprocessor) setupNative(w *nativeWork, pl *resamplePlan, dst []float3
 	if vc := pl.vc; vc != nil {
 		c.vkstride, c.vstart, c.vn, c.vk, c.vkp = C.int(vc.kstride), i32p(vc.start), i32p(vc.n), i32p(vc.k), i32p(vc.kpair)
 	}
-	plane := W * H
 	for rgb := range 3 {
-		c.dst[rgb] = (*C.float)(unsafe.Pointer(&dst[p.planeOf[rgb]*plane]))
+		c.dst[rgb] = (*C.float)(unsafe.Pointer(&dst[p.planeOf[rgb]*pl.plane+pl.off]))
 	}
 }
 

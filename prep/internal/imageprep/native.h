@@ -33,10 +33,13 @@ typedef struct {
 	const int32_t *vstart, *vn, *vk, *vkp;
 
 	// Normalization: lut is 3 x 256 floats for R, G, B; norm is scale, then
-	// mean and std for R, G, B; dst the planes R, G and B go to.
+	// mean and std for R, G, B; dst the first output value of the planes
+	// R, G and B go to, whose rows are dstride floats apart (w, or more
+	// when the output is a window of a larger, padded plane).
 	const float *lut;
 	const float *norm;
 	float *dst[3];
+	int dstride;
 
 	// Work buffers: tmp holds (y1-y0) rows of tstride bytes (+ padding),
 	// rowbuf one row.

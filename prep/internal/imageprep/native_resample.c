@@ -215,7 +215,8 @@ void prep_vpass(const uint8_t *in, ptrdiff_t istride, const prep_plan *pl) {
 		} else {
 			row = in + (ptrdiff_t)(pl->cy + y - pl->y0) * istride;
 		}
-		float *d0 = pl->dst[0] + (size_t)y * w, *d1 = pl->dst[1] + (size_t)y * w, *d2 = pl->dst[2] + (size_t)y * w;
+		const size_t off = (size_t)y * pl->dstride;
+		float *d0 = pl->dst[0] + off, *d1 = pl->dst[1] + off, *d2 = pl->dst[2] + off;
 		int x = avx2 ? normalize_avx2(row, w, pl->norm, d0, d1, d2) : 0;
 		normalize_c(row, x, w, pl->lut, d0, d1, d2);
 	}

@@ -8,7 +8,9 @@ import (
 // Geometry says how Process makes the tensor of an image of inW x inH
 // pixels (after EXIF orientation): the image is resized to resizedW x
 // resizedH and the tensor is the spec's width x height window at (cropX,
-// cropY) of it (0, 0 and the spec's size for SQUASH).
+// cropY) of it (0, 0 and the spec's size for SQUASH; negative for
+// LETTERBOX, whose window extends past the resized image into the pad:
+// cropX, cropY = -left, -top of LetterboxBox).
 func (p *Preprocessor) Geometry(inW, inH int) (resizedW, resizedH, cropX, cropY int) {
 	return p.geometry(inW, inH)
 }

@@ -233,8 +233,13 @@ func (cc *coeffCache) get(in, out, first, count int, f *filter) *axisCoeffs {
 }
 
 // geometry returns the size the image is resized to and the top-left corner
-// of the width x height window kept from it.
+// of the width x height window kept from it; for LETTERBOX that corner is
+// (-left, -top), outside the resized image, whose window is then padded.
 func (p *Preprocessor) geometry(inW, inH int) (rw, rh, cx, cy int) {
+	if p.letterbox {
+		_, left, top, nw, nh := LetterboxBox(inW, inH, p.width, p.height)
+		return nw, nh, -left, -top
+	}
 	if p.shorterSide == 0 {
 		return p.width, p.height, 0, 0
 	}
@@ -273,24 +278,36 @@ func (m *rgbImage) row(y int) []uint8 { return m.pix[y*m.stride : y*m.stride+m.w
 // resamplePlan is the work to turn an inW x inH image into the spec's
 // tensor: which source rows are read, and the coefficients of each pass
 // (nil when Pillow skips the pass because that axis keeps its size; then
-// cx or cy is the crop offset on that axis).
+// cx or cy is the crop offset on that axis). The passes write a w x h
+// window of each plane, at value off with rows stride apart: the whole
+// plane, or for LETTERBOX the resized image inside its padding.
 type resamplePlan struct {
 	w, h   int
 	hc, vc *axisCoeffs
 	cx, cy int
 	y0, y1 int
+	// off and stride place the window in a plane of plane values.
+	off, stride, plane int
+	// padded: the values outside the window are the pad color's.
+	padded bool
 }
 
 func (p *Preprocessor) plan(inW, inH int) resamplePlan {
 	rw, rh, cx, cy := p.geometry(inW, inH)
-	pl := resamplePlan{w: p.width, h: p.height, cx: cx, cy: cy, y0: cy, y1: cy + p.height}
+	pl := resamplePlan{w: p.width, h: p.height, stride: p.width, plane: p.width * p.height}
+	if p.letterbox {
+		// The window is the whole resized image, at (-cx, -cy).
+		pl.w, pl.h, pl.off, pl.padded = rw, rh, -cy*p.width-cx, true
+		cx, cy = 0, 0
+	}
+	pl.cx, pl.cy, pl.y0, pl.y1 = cx, cy, cy, cy+pl.h
 	if rw != inW {
-		pl.hc = p.coeffs.get(inW, rw, cx, p.width, p.filter)
+		pl.hc = p.coeffs.get(inW, rw, cx, pl.w, p.filter)
 	}
 	if rh != inH {
-		pl.vc = p.coeffs.get(inH, rh, cy, p.height, p.filter)
+		pl.vc = p.coeffs.get(inH, rh, cy, pl.h, p.filter)
 		pl.y0 = int(pl.vc.start[0])
-		pl.y1 = int(pl.vc.start[p.height-1] + pl.vc.n[p.height-1])
+		pl.y1 = int(pl.vc.start[pl.h-1] + pl.vc.n[pl.h-1])
 	}
 	return pl
 }
@@ -313,6 +330,7 @@ func (p *Preprocessor) resample(src *rgbImage, dst []float32) {
 func (p *Preprocessor) resampleGo(src *rgbImage, pl *resamplePlan, dst []float32) {
 	W, H := pl.w, pl.h
 	y0, y1 := pl.y0, pl.y1
+	p.fillPad(pl, dst)
 
 	// tmp holds the horizontally resampled rows y0..y1-1.
 	var tmp rgbImage
@@ -328,20 +346,20 @@ func (p *Preprocessor) resampleGo(src *rgbImage, pl *resamplePlan, dst []float32
 		tmp = rgbImage{w: W, h: y1 - y0, stride: src.stride, pix: src.pix[off:]}
 	}
 
-	plane := W * H
+	plane, S := pl.plane, pl.stride
 	var luts [3]*[256]float32
 	var planes [3][]float32
 	for c := range 3 {
 		j := p.channelOrder[c]
 		luts[j] = &p.lut[c]
-		planes[j] = dst[c*plane : (c+1)*plane]
+		planes[j] = dst[c*plane+pl.off : (c+1)*plane]
 	}
 	l0, l1, l2 := luts[0], luts[1], luts[2]
 
 	if pl.vc == nil {
 		for y := range H {
 			row := tmp.row(pl.cy + y - y0)
-			d0, d1, d2 := planes[0][y*W:(y+1)*W], planes[1][y*W:(y+1)*W], planes[2][y*W:(y+1)*W]
+			d0, d1, d2 := planes[0][y*S:y*S+W], planes[1][y*S:y*S+W], planes[2][y*S:y*S+W]
 			for x := range W {
 				px := row[x*pixelSize : x*pixelSize+3 : x*pixelSize+3]
 				d0[x] = l0[px[0]]
@@ -371,7 +389,7 @@ func (p *Preprocessor) resampleGo(src *rgbImage, pl *resamplePlan, dst []float32
 				accG[x] += int64(v>>8&0xff) * c
 			}
 		}
-		d0, d1, d2 := planes[0][y*W:(y+1)*W], planes[1][y*W:(y+1)*W], planes[2][y*W:(y+1)*W]
+		d0, d1, d2 := planes[0][y*S:y*S+W], planes[1][y*S:y*S+W], planes[2][y*S:y*S+W]
 		for x := range W {
 			r, b := splitRB(accRB[x])
 			d0[x] = l0[clip8(r+half)]
