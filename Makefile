@@ -29,10 +29,11 @@ models:
 	@scripts/gen-models.sh
 
 # golden makes the Pillow reference tensors the imageprep tests compare with
-# (Debian python3-pil and python3-numpy; deterministic, about 2 s).
+# (Debian python3-pil and python3-numpy; deterministic, about 2 s), again
+# when make_golden.py is newer than them.
 golden:
 	@scripts/install-deps.sh golden
-	@test -f testdata/golden/pixels.bin.gz || /usr/bin/python3 scripts/golden/make_golden.py
+	@test testdata/golden/pixels.bin.gz -nt scripts/golden/make_golden.py || /usr/bin/python3 scripts/golden/make_golden.py
 
 # helm renders the Kubernetes chart in the deployment tests.
 helm:
