@@ -40,6 +40,9 @@ var (
 	pixelBuckets = []float64{1 << 10, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 5e7, 1e8}
 	// batchBuckets are the images per pred call.
 	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64}
+	// boxBuckets span the boxes of one answer, from none to the largest
+	// max_detections (10000).
+	boxBuckets = []float64{0, 1, 2, 5, 10, 20, 50, 100, 300, 1000, 10000}
 )
 
 // Metrics are the collectors the API updates.
@@ -70,6 +73,11 @@ type Metrics struct {
 	// the unoccluded image, retries included).
 	Explanations      prometheus.Counter
 	ExplainInferences prometheus.Counter
+	// DetectBoxes observes the boxes of each detection answered, by model;
+	// NMSDuration the time to turn one image's detector output into
+	// boxes (threshold, non-maximum suppression, top-K, mapping back).
+	DetectBoxes *prometheus.HistogramVec
+	NMSDuration prometheus.Histogram
 }
 
 // New creates the collectors and registers them, with one reporting the
@@ -122,6 +130,16 @@ func New(models func() []predclient.ModelState) *Metrics {
 			Name: "prep_explain_inferences_total",
 			Help: "Inferences that explanations ran on pred: each occluded copy and the unoccluded image, retries included.",
 		}),
+		DetectBoxes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "prep_detect_boxes",
+			Help:    "Boxes in each detection answered (/predict/boxes), by model.",
+			Buckets: boxBuckets,
+		}, []string{"model"}),
+		NMSDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "prep_detect_nms_duration_seconds",
+			Help:    "Time to turn one image's detector output into boxes: confidence threshold, class-wise non-maximum suppression, top-K and mapping back to the image.",
+			Buckets: stageBuckets,
+		}),
 	}
 	// Every stage and the pred errors prep maps appear from the start, so
 	// that dashboards and alerts see zeros, not gaps.
@@ -133,7 +151,7 @@ func New(models func() []predclient.ModelState) *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.HTTPRequests, m.HTTPDuration, m.Stage, m.ImageBytes, m.ImagePixels, m.BatchImages, m.PredErrors, m.ContractRetries,
-		m.Explanations, m.ExplainInferences,
+		m.Explanations, m.ExplainInferences, m.DetectBoxes, m.NMSDuration,
 		contractCollector{models},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
