@@ -163,7 +163,7 @@ func (s *server) explain(c *gin.Context) {
 		writeError(c, aerr)
 		return
 	}
-	ct, ok := s.lookup(c, o)
+	ct, ok := s.lookupFor(c, o, false)
 	if !ok {
 		return
 	}
@@ -263,7 +263,7 @@ func (s *server) explainOnce(ctx context.Context, c *gin.Context, ct *predclient
 	base := s.tensors.get(size)
 	defer s.tensors.put(base)
 	start := time.Now()
-	if aerr := s.preprocess(ctx, reqID, ct.Preprocessor, img, *base, timeout); aerr != nil {
+	if _, aerr := s.preprocess(ctx, reqID, ct.Preprocessor, img, *base, timeout); aerr != nil {
 		return nil, 0, aerr, nil
 	}
 	s.timing(c, metrics.StageDecodePreprocess, time.Since(start))

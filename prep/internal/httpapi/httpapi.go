@@ -1,7 +1,8 @@
 // Package httpapi is prep's HTTP API, served with gin: the classic prep
 // endpoints (/predict, /predict/label, /label, /metadata, /health) plus
-// /ready, top-k, batches, model selection by name, Prometheus metrics, the
-// OpenAPI document with its docs page, and a web page to try a model.
+// /ready, top-k, batches, a detector's boxes (/predict/boxes), model
+// selection by name, Prometheus metrics, the OpenAPI document with its
+// docs page, and a web page to try a model.
 // Images come as base64 in JSON, as multipart file uploads or as the raw
 // body.
 package httpapi
@@ -28,6 +29,7 @@ import (
 	"github.com/prepred/prepred/api/inflight"
 	"github.com/prepred/prepred/prep/internal/apikey"
 	"github.com/prepred/prepred/prep/internal/metrics"
+	"github.com/prepred/prepred/prep/internal/postprocess"
 	"github.com/prepred/prepred/prep/internal/predclient"
 	"github.com/prepred/prepred/prep/internal/tracing"
 )
@@ -177,6 +179,7 @@ func newEngine(cfg Config) (*gin.Engine, *server) {
 		g.POST("/predict/label", s.predictLabel)
 		g.POST("/predict/topk", s.predictTopK)
 		g.POST("/predict/batch", s.predictBatch)
+		g.POST("/predict/boxes", s.predictBoxes)
 		g.POST("/explain", s.explain)
 	}
 	r.GET("/health", s.health)
@@ -239,7 +242,18 @@ type metadataBody struct {
 	MaxBatchSize        int32           `json:"max_batch_size"`
 	SpecFingerprint     string          `json:"spec_fingerprint"`
 	Preprocess          json.RawMessage `json:"preprocess"`
+	// Kind is "classifier" or "detector"; OutputKind the model's
+	// output_kind; Detection a detector's default thresholds.
+	Kind       string          `json:"kind"`
+	OutputKind string          `json:"output_kind"`
+	Detection  *thresholdsJSON `json:"detection,omitempty"`
 }
+
+// Kinds of model in /metadata.
+const (
+	kindClassifier = "classifier"
+	kindDetector   = "detector"
+)
 
 // metadataSampleValues is how many probabilities prediction_sample shows.
 const metadataSampleValues = 3
@@ -270,7 +284,7 @@ func (s *server) metadata(c *gin.Context) {
 	if ct.Classes > metadataSampleValues {
 		shown = append(shown, "...")
 	}
-	c.JSON(http.StatusOK, metadataBody{
+	body := metadataBody{
 		DataType:            "str",
 		DataStructure:       "(1,1)",
 		DataSample:          "base64 encoded image file",
@@ -283,7 +297,18 @@ func (s *server) metadata(c *gin.Context) {
 		MaxBatchSize:        ct.MaxBatchSize,
 		SpecFingerprint:     ct.Fingerprint,
 		Preprocess:          spec,
-	})
+		Kind:                kindClassifier,
+		OutputKind:          ct.OutputKind.String(),
+	}
+	if ct.IsDetector() {
+		d := ct.Detector.Defaults
+		body.Kind = kindDetector
+		body.PredictionType = "boxes"
+		body.PredictionStructure = fmt.Sprintf("(0..%d boxes)", d.GetMaxDetections())
+		body.PredictionSample = `[{"label": "` + postprocess.Label(ct.Labels, 0) + `", "class_index": 0, "score": 0.9, "x1": 10, "y1": 20, "x2": 110, "y2": 140}]`
+		body.Detection = &thresholdsJSON{Confidence: d.GetConfidenceThreshold(), IoU: d.GetIouThreshold(), MaxDetections: int(d.GetMaxDetections())}
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 // label implements GET /label and /v1/models/{model}/label: the model's

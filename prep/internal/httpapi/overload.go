@@ -97,14 +97,20 @@ func (s *server) reserveDecodedPayload(c *gin.Context) *apiError {
 // floats joins the request's reservation (refused at once when it does not
 // fit), and its decoded pixels wait for room in the decode budget, which
 // bounds the memory of decoding alongside MaxConcurrentPreprocess. release
-// gives the decode bytes back; pixels is the image's size from its header
-// (0 when imageprep cannot read one).
-func (s *server) reserveImage(ctx context.Context, img []byte, tensorLen int) (release func(), pixels int64, aerr *apiError) {
+// gives the decode bytes back; size is the image's from its header, after
+// EXIF orientation (zero when p cannot read one or refuses it: decoding
+// then answers why).
+func (s *server) reserveImage(ctx context.Context, p *imageprep.Preprocessor, img []byte, tensorLen int) (release func(), size imageSize, aerr *apiError) {
 	if rv := inflight.FromContext(ctx); rv != nil && !rv.TryGrow(int64(tensorLen)*float32Bytes, inflight.ReasonWork) {
-		return nil, 0, s.overloaded("the image's tensor")
+		return nil, size, s.overloaded("the image's tensor")
 	}
-	pixels = imageprep.Pixels(img)
-	px := pixels
+	var px int64
+	if w, h, err := p.ImageSize(img); err == nil {
+		size = imageSize{w, h}
+		px = int64(w) * int64(h)
+	} else {
+		px = imageprep.Pixels(img) // e.g. a header over the pixel limit
+	}
 	if px <= 0 {
 		// Not a header imageprep reads: the decoder rejects most such
 		// images, and those it takes are bounded by the pixel limit.
@@ -112,7 +118,7 @@ func (s *server) reserveImage(ctx context.Context, img []byte, tensorLen int) (r
 	}
 	n, err := s.decode.Reserve(ctx, px*decodedBytesPerPixel)
 	if err != nil {
-		return nil, 0, newError(http.StatusServiceUnavailable, codeOverloaded, "no memory to decode the image within the request timeout: %v", err)
+		return nil, size, newError(http.StatusServiceUnavailable, codeOverloaded, "no memory to decode the image within the request timeout: %v", err)
 	}
-	return func() { s.decode.Release(n) }, pixels, nil
+	return func() { s.decode.Release(n) }, size, nil
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/prepred/prepred/prep/internal/detect"
 	"github.com/prepred/prepred/prep/internal/imageprep"
 	"github.com/prepred/prepred/prep/internal/metrics"
 	"github.com/prepred/prepred/prep/internal/postprocess"
@@ -124,7 +125,7 @@ func (s *server) predictBatch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ct, ok := s.lookup(c, o)
+	ct, ok := s.lookupFor(c, o, false)
 	if !ok {
 		return
 	}
@@ -140,7 +141,7 @@ func (s *server) predictBatch(c *gin.Context) {
 	c.Set(imagesKey, len(imgs))
 	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
 	defer cancel()
-	results, ct, aerr := s.infer(ctx, c, ct, o.timeout, imgs)
+	results, ct, aerr := s.infer(ctx, c, ct, o.timeout, imgs, nil)
 	if aerr != nil {
 		writeError(c, aerr)
 		return
@@ -194,6 +195,21 @@ func (s *server) lookup(c *gin.Context, o options) (*predclient.Contract, bool) 
 	return ct, true
 }
 
+// lookupFor is lookup for a request that wants boxes (boxes true) or
+// class probabilities: a model of the other kind is answered with a
+// model_kind_mismatch error.
+func (s *server) lookupFor(c *gin.Context, o options, boxes bool) (*predclient.Contract, bool) {
+	ct, ok := s.lookup(c, o)
+	if !ok {
+		return nil, false
+	}
+	if aerr := kindError(ct, boxes); aerr != nil {
+		writeError(c, aerr)
+		return nil, false
+	}
+	return ct, true
+}
+
 // lookupError maps a failure to get the contract of the model o selects.
 func (s *server) lookupError(err error, o options) *apiError {
 	if o.model == s.client.Model() && o.version == s.client.Version() {
@@ -215,59 +231,81 @@ func (s *server) lookupError(err error, o options) *apiError {
 	return newError(http.StatusBadGateway, codePredError, "%v", err)
 }
 
-// predictOne runs the model o selects on img, or on the image of the
+// predictOne runs the classifier o selects on img, or on the image of the
 // request body when img is nil; on failure it has answered the request.
 func (s *server) predictOne(c *gin.Context, o options, img []byte) (prediction, bool) {
-	ct, ok := s.lookup(c, o)
+	var buf *[]byte
+	if img == nil {
+		buf = s.buffers.get(0)
+		defer s.buffers.put(buf)
+	}
+	r, ct, ok := s.runOne(c, o, img, buf, nil)
 	if !ok {
 		return prediction{}, false
 	}
+	return prediction{ct: ct, probs: r.probs}, true
+}
+
+// runOne runs the model o selects on img, or, when img is nil, on the
+// image of the request body, read into buf: class probabilities, or the
+// boxes q asks for when q is not nil (a model of the other kind is a
+// model_kind_mismatch error). It returns the result and the contract that
+// made it; on failure it has answered the request.
+func (s *server) runOne(c *gin.Context, o options, img []byte, buf *[]byte, q *boxQuery) (itemResult, *predclient.Contract, bool) {
+	ct, ok := s.lookupFor(c, o, q != nil)
+	if !ok {
+		return itemResult{}, nil, false
+	}
 	if img == nil {
-		buf := s.buffers.get(0)
-		defer s.buffers.put(buf)
 		start := time.Now()
 		var aerr *apiError
 		*buf, aerr = s.readImage(c, *buf)
 		s.stage(c, metrics.StagePayload, time.Since(start))
 		if aerr != nil {
 			writeError(c, aerr)
-			return prediction{}, false
+			return itemResult{}, nil, false
 		}
 		img = *buf
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), o.timeout)
 	defer cancel()
-	results, ct, aerr := s.infer(ctx, c, ct, o.timeout, [][]byte{img})
+	results, ct, aerr := s.infer(ctx, c, ct, o.timeout, [][]byte{img}, q)
 	if aerr == nil {
 		aerr = results[0].err
 	}
 	if aerr != nil {
 		writeError(c, aerr)
-		return prediction{}, false
+		return itemResult{}, nil, false
 	}
-	return prediction{ct: ct, probs: results[0].probs}, true
+	return results[0], ct, true
 }
 
-// itemResult is the outcome for one image of a call to infer.
+// imageSize is an image's width and height after EXIF orientation.
+type imageSize struct{ w, h int }
+
+// itemResult is the outcome for one image of a call to infer: its size,
+// and its class probabilities or boxes.
 type itemResult struct {
+	size  imageSize
 	probs []float64
+	boxes []detect.Box
 	err   *apiError
 }
 
 // infer preprocesses imgs into one pooled tensor (in parallel, within the
 // preprocessing slots), sends the images that decoded to pred in one call
-// and returns each image's class probabilities or error, with the contract
-// that answered. The error is for the whole call: pred failed or its
-// output is unusable.
+// and returns each image's class probabilities (q nil) or the boxes q asks
+// for, or its error, with the contract that answered. The error is for
+// the whole call: pred failed or its output is unusable.
 //
 // When pred refuses the contract because its model changed since ct was
 // read (another version or spec; the refusal re-reads it), the images,
 // which the request still holds, are preprocessed again with the new
 // contract and sent once more, within ctx's deadline: a model swap is not
-// an error for the client.
-func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) ([]itemResult, *predclient.Contract, *apiError) {
+// an error for the client, unless the new model is of another kind.
+func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte, q *boxQuery) ([]itemResult, *predclient.Contract, *apiError) {
 	for retried := false; ; retried = true {
-		results, aerr, err := s.inferOnce(ctx, c, ct, timeout, imgs)
+		results, aerr, err := s.inferOnce(ctx, c, ct, timeout, imgs, q)
 		if err == nil {
 			return results, ct, aerr
 		}
@@ -283,11 +321,14 @@ func (s *server) infer(ctx context.Context, c *gin.Context, ct *predclient.Contr
 			zap.Int64("new_version", ce.Current.Version), zap.String("new_spec_fingerprint", ce.Current.Fingerprint))
 		ct = ce.Current
 		c.Set(versionKey, ct.Version)
+		if aerr := kindError(ct, q != nil); aerr != nil {
+			return nil, ct, aerr
+		}
 	}
 }
 
 // inferOnce is one attempt of infer: err is pred's failure, aerr any other.
-func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte) (_ []itemResult, aerr *apiError, err error) {
+func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.Contract, timeout time.Duration, imgs [][]byte, q *boxQuery) (_ []itemResult, aerr *apiError, err error) {
 	reqID := requestIDOf(c)
 	tracing.SetModel(ctx, ct.Model, ct.Version, ct.Fingerprint)
 	n, size := len(imgs), ct.Preprocessor.TensorLen()
@@ -298,12 +339,12 @@ func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.C
 
 	start := time.Now()
 	if n == 1 {
-		results[0].err = s.preprocess(ctx, reqID, ct.Preprocessor, imgs[0], tensor, timeout)
+		results[0].size, results[0].err = s.preprocess(ctx, reqID, ct.Preprocessor, imgs[0], tensor, timeout)
 	} else {
 		var wg sync.WaitGroup
 		for i, img := range imgs {
 			wg.Go(func() {
-				results[i].err = s.preprocess(ctx, reqID, ct.Preprocessor, img, tensor[i*size:(i+1)*size], timeout)
+				results[i].size, results[i].err = s.preprocess(ctx, reqID, ct.Preprocessor, img, tensor[i*size:(i+1)*size], timeout)
 			})
 		}
 		wg.Wait()
@@ -335,6 +376,9 @@ func (s *server) inferOnce(ctx context.Context, c *gin.Context, ct *predclient.C
 
 	start = time.Now()
 	defer func() { s.stage(c, metrics.StagePostprocess, time.Since(start)) }()
+	if q != nil {
+		return results, s.decodeBoxes(ct, out, sent, results, q), nil
+	}
 	scores, perr := postprocess.Scores(out, len(sent)*ct.Classes)
 	if perr != nil {
 		return nil, outputError(perr), nil
@@ -358,12 +402,13 @@ func predErrorCode(err error) codes.Code {
 	return status.Code(err)
 }
 
-// preprocess decodes img into dst once a preprocessing slot is free.
-func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Preprocessor, img []byte, dst []float32, timeout time.Duration) *apiError {
+// preprocess decodes img into dst once a preprocessing slot is free, and
+// returns its size after EXIF orientation, as its header declares it.
+func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Preprocessor, img []byte, dst []float32, timeout time.Duration) (imageSize, *apiError) {
 	s.metrics.ImageBytes.Observe(float64(len(img)))
-	release, pixels, aerr := s.reserveImage(ctx, img, len(dst))
+	release, size, aerr := s.reserveImage(ctx, p, img, len(dst))
 	if aerr != nil {
-		return aerr
+		return size, aerr
 	}
 	defer release()
 	st := tracing.Stages{Queued: time.Now(), Bytes: len(img)}
@@ -373,7 +418,7 @@ func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Prep
 		aerr = newError(http.StatusServiceUnavailable, codeOverloaded, "no capacity to preprocess the image within the request timeout of %v", timeout)
 		st.Ended, st.Err = time.Now(), aerr
 		s.tracing.Preprocess(ctx, st)
-		return aerr
+		return size, aerr
 	}
 	start := time.Now()
 	var err error
@@ -385,16 +430,16 @@ func (s *server) preprocess(ctx context.Context, reqID string, p *imageprep.Prep
 	}
 	if err == nil {
 		s.metrics.Stage.WithLabelValues(metrics.StageDecodePreprocess).Observe(time.Since(start).Seconds())
-		if pixels > 0 {
-			s.metrics.ImagePixels.Observe(float64(pixels))
+		if size.w > 0 {
+			s.metrics.ImagePixels.Observe(float64(size.w) * float64(size.h))
 		}
-		return nil
+		return size, nil
 	}
 	aerr, aboutInput := imageError(err)
 	if !aboutInput {
 		s.log.Error("preprocessing failed", zap.String("request_id", reqID), zap.Error(err))
 	}
-	return aerr
+	return size, aerr
 }
 
 // processGuarded runs p.ProcessStages; a panic, which a decoder can raise
