@@ -231,14 +231,22 @@ func readLabels(root *os.Root, name string, cfg *predv1.ModelConfig) ([]string, 
 	return labels, nil
 }
 
-// classCount is the size of the first output's last dimension, the class
-// axis of a classifier, or 0 when unknown.
+// classCount is the number of classes the first output has, or 0 when
+// unknown: the size of its last dimension, the class axis of a classifier;
+// the score rows of OUTPUT_KIND_YOLO; unknown for OUTPUT_KIND_DETECTIONS,
+// whose class column may name any class.
 func classCount(cfg *predv1.ModelConfig) int64 {
 	outs := cfg.GetOutputs()
 	if len(outs) == 0 || len(outs[0].GetShape()) == 0 {
 		return 0
 	}
 	shape := outs[0].GetShape()
+	switch cfg.GetOutputKind() {
+	case predv1.OutputKind_OUTPUT_KIND_YOLO:
+		return yoloClasses(cfg)
+	case predv1.OutputKind_OUTPUT_KIND_DETECTIONS:
+		return 0
+	}
 	return max(shape[len(shape)-1], 0)
 }
 

@@ -409,6 +409,65 @@ func TestValidate(t *testing.T) {
 		{name: "provider options on cpu", edit: func(c *cfg) {
 			c.Runtime = &predv1.RuntimeOptions{ProviderOptions: map[string]string{"trt_fp16_enable": "1"}}
 		}, wantErr: "provider_options need runtime.execution_provider cuda or tensorrt"},
+		{name: "letterbox", edit: func(c *cfg) { c.Preprocess.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX }},
+		{name: "letterbox pad color", edit: func(c *cfg) {
+			c.Preprocess.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX
+			c.Preprocess.PadColor = []uint32{0, 128, 255}
+		}},
+		{name: "letterbox pad color range", edit: func(c *cfg) {
+			c.Preprocess.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX
+			c.Preprocess.PadColor = []uint32{0, 128, 256}
+		}, wantErr: "preprocess.pad_color is empty or 3 values in 0..255 (got [0 128 256])"},
+		{name: "letterbox pad color length", edit: func(c *cfg) {
+			c.Preprocess.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX
+			c.Preprocess.PadColor = []uint32{114}
+		}, wantErr: "preprocess.pad_color is empty or 3 values"},
+		{name: "pad color without letterbox", edit: func(c *cfg) { c.Preprocess.PadColor = []uint32{114, 114, 114} },
+			wantErr: "preprocess.pad_color is only used by RESIZE_MODE_LETTERBOX"},
+		{name: "letterbox shorter side", edit: func(c *cfg) {
+			c.Preprocess.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX
+			c.Preprocess.ResizeShorterSide = 40
+		}, wantErr: "resize_shorter_side is only used by RESIZE_MODE_SHORTER_SIDE_CENTER_CROP"},
+		{name: "yolo", edit: func(c *cfg) { toYOLO(c, 8, 100) }},
+		{name: "yolo with detection", edit: func(c *cfg) {
+			toYOLO(c, 8, 100)
+			c.Detection = &predv1.Detection{ConfidenceThreshold: 0.5, IouThreshold: 0.7, MaxDetections: 100}
+		}},
+		{name: "yolo own batch dimension", edit: func(c *cfg) {
+			toYOLO(c, 8, 100)
+			c.MaxBatchSize = 0
+			c.Inputs[0].Shape = []int64{1, 3, 32, 32}
+			c.Outputs[0].Shape = []int64{1, 8, 100}
+		}},
+		{name: "yolo no classes", edit: func(c *cfg) { toYOLO(c, 4, 100) },
+			wantErr: `outputs[0] "output" has shape [4 100] (batch dimension excluded); OUTPUT_KIND_YOLO needs fixed [4 + classes, anchors]`},
+		{name: "yolo variable anchors", edit: func(c *cfg) { toYOLO(c, 8, -1) }, wantErr: "OUTPUT_KIND_YOLO needs fixed [4 + classes, anchors]"},
+		{name: "yolo flat", edit: func(c *cfg) {
+			toYOLO(c, 8, 100)
+			c.Outputs[0].Shape = []int64{800}
+		}, wantErr: "OUTPUT_KIND_YOLO needs fixed"},
+		{name: "detections", edit: func(c *cfg) {
+			c.OutputKind = predv1.OutputKind_OUTPUT_KIND_DETECTIONS
+			c.Outputs[0].Shape = []int64{300, 6}
+		}},
+		{name: "detections columns", edit: func(c *cfg) {
+			c.OutputKind = predv1.OutputKind_OUTPUT_KIND_DETECTIONS
+			c.Outputs[0].Shape = []int64{300, 7}
+		}, wantErr: `outputs[0] "output" has shape [300 7] (batch dimension excluded); OUTPUT_KIND_DETECTIONS needs fixed [K, 6]`},
+		{name: "detection on a classifier", edit: func(c *cfg) { c.Detection = &predv1.Detection{MaxDetections: 10} },
+			wantErr: "detection is set but output_kind is OUTPUT_KIND_LOGITS"},
+		{name: "detection confidence", edit: func(c *cfg) {
+			toYOLO(c, 8, 100)
+			c.Detection = &predv1.Detection{ConfidenceThreshold: 2}
+		}, wantErr: "detection.confidence_threshold 2 is outside 0..1"},
+		{name: "detection iou", edit: func(c *cfg) {
+			toYOLO(c, 8, 100)
+			c.Detection = &predv1.Detection{IouThreshold: -0.5}
+		}, wantErr: "detection.iou_threshold -0.5 is outside (0, 1]"},
+		{name: "detection max", edit: func(c *cfg) {
+			toYOLO(c, 8, 100)
+			c.Detection = &predv1.Detection{MaxDetections: 20000}
+		}, wantErr: "detection.max_detections 20000 is outside 1..10000"},
 		{name: "device in provider options", edit: func(c *cfg) {
 			c.Runtime = &predv1.RuntimeOptions{ExecutionProvider: "cuda", ProviderOptions: map[string]string{"device_id": "1"}}
 		}, wantErr: "set the GPU with runtime.device_id"},
@@ -428,6 +487,42 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want an error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// toYOLO makes c a letterboxed OUTPUT_KIND_YOLO detector whose output is
+// [rows, anchors] per image.
+func toYOLO(c *predv1.ModelConfig, rows, anchors int64) {
+	c.OutputKind = predv1.OutputKind_OUTPUT_KIND_YOLO
+	c.Outputs[0].Shape = []int64{rows, anchors}
+	c.Preprocess.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX
+}
+
+// TestScanDetectorLabels checks the labels file against the detector
+// kinds: one label per class row for YOLO (not per anchor, the last
+// dimension), any number for DETECTIONS.
+func TestScanDetectorLabels(t *testing.T) {
+	yolo := func(name string) string {
+		return configWith(t, name, func(c *predv1.ModelConfig) { c.Name = name; toYOLO(c, 8, 100) })
+	}
+	detections := configWith(t, "detections", func(c *predv1.ModelConfig) {
+		c.Name = "detections"
+		c.OutputKind = predv1.OutputKind_OUTPUT_KIND_DETECTIONS
+		c.Outputs[0].Shape = []int64{300, 6}
+	})
+	repo := writeRepo(t, map[string]modelDir{
+		"yolo":       {config: yolo("yolo"), labels: fourLabels, versions: []string{"1"}},
+		"yolo2":      {config: yolo("yolo2"), labels: []string{"a", "b"}, versions: []string{"1"}},
+		"detections": {config: detections, labels: []string{"a", "b"}, versions: []string{"1"}},
+	})
+	if m := scanOne(t, repo, "yolo"); m.Err != nil || len(m.Labels) != 4 {
+		t.Errorf("yolo with 4 labels for [8, 100]: Err = %v, labels %v", m.Err, m.Labels)
+	}
+	if m := scanOne(t, repo, "yolo2"); m.Err == nil || !strings.Contains(m.Err.Error(), `has 2 labels, output "output" has 4 classes`) {
+		t.Errorf("yolo with 2 labels for [8, 100]: Err = %v", m.Err)
+	}
+	if m := scanOne(t, repo, "detections"); m.Err != nil || len(m.Labels) != 2 {
+		t.Errorf("detections with 2 labels: Err = %v, labels %v", m.Err, m.Labels)
 	}
 }
 

@@ -67,10 +67,11 @@ func Validate(cfg *predv1.ModelConfig, dirName string) error {
 	case pre == nil && kind != predv1.OutputKind_OUTPUT_KIND_UNSPECIFIED:
 		p.addf("output_kind is set but preprocess is missing: a model served to prep needs the preprocessing spec it was trained with")
 	case pre != nil && kind == predv1.OutputKind_OUTPUT_KIND_UNSPECIFIED:
-		p.addf("preprocess is set but output_kind is missing: say whether output %q holds LOGITS or PROBABILITIES", firstName(cfg.GetOutputs()))
+		p.addf("preprocess is set but output_kind is missing: say whether output %q holds LOGITS, PROBABILITIES, YOLO boxes or DETECTIONS", firstName(cfg.GetOutputs()))
 	case pre != nil:
 		validatePreprocess(&p, cfg)
 	}
+	validateDetection(&p, cfg)
 	validateVersionPolicy(&p, cfg.GetVersionPolicy())
 	validateBatching(&p, cfg.GetDynamicBatching(), mbs)
 	validateRuntime(&p, cfg.GetRuntime())
@@ -162,7 +163,7 @@ func validatePreprocess(p *problems, cfg *predv1.ModelConfig) {
 		if s.GetResizeShorterSide() < max(s.GetWidth(), s.GetHeight()) {
 			p.addf("preprocess.resize_shorter_side %d must be at least the crop size %dx%d", s.GetResizeShorterSide(), s.GetWidth(), s.GetHeight())
 		}
-	case predv1.ResizeMode_RESIZE_MODE_SQUASH:
+	case predv1.ResizeMode_RESIZE_MODE_SQUASH, predv1.ResizeMode_RESIZE_MODE_LETTERBOX:
 		if s.GetResizeShorterSide() != 0 {
 			p.addf("preprocess.resize_shorter_side is only used by RESIZE_MODE_SHORTER_SIDE_CENTER_CROP")
 		}
@@ -187,6 +188,14 @@ func validatePreprocess(p *problems, cfg *predv1.ModelConfig) {
 	if bg := s.GetBackground(); len(bg) != 0 {
 		if len(bg) != channels || max(bg[0], bg[1], bg[2]) > 255 {
 			p.addf("preprocess.background is empty or 3 values in 0..255 (got %v)", bg)
+		}
+	}
+	if pc := s.GetPadColor(); len(pc) != 0 {
+		if s.GetResizeMode() != predv1.ResizeMode_RESIZE_MODE_LETTERBOX {
+			p.addf("preprocess.pad_color is only used by RESIZE_MODE_LETTERBOX")
+		}
+		if len(pc) != channels || max(pc[0], pc[1], pc[2]) > 255 {
+			p.addf("preprocess.pad_color is empty or 3 values in 0..255 (got %v)", pc)
 		}
 	}
 
