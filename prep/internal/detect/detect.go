@@ -238,9 +238,27 @@ func (s *scratch) yoloCandidates(raw []byte, o Output, conf float32, area candid
 	} else {
 		for c := range o.Classes {
 			row := raw[(boxRows+c)*n*4:][: n*4 : n*4]
-			for a := range best {
+			// Four anchors at a time: almost every group has no score
+			// above the threshold and costs four loads and compares.
+			a := 0
+			for j := 0; j+16 <= len(row); j += 16 {
+				g := row[j : j+16 : j+16]
+				v0 := math.Float32frombits(binary.LittleEndian.Uint32(g[0:]))
+				v1 := math.Float32frombits(binary.LittleEndian.Uint32(g[4:]))
+				v2 := math.Float32frombits(binary.LittleEndian.Uint32(g[8:]))
+				v3 := math.Float32frombits(binary.LittleEndian.Uint32(g[12:]))
+				if v0 > conf || v1 > conf || v2 > conf || v3 > conf {
+					for k, v := range [4]float32{v0, v1, v2, v3} {
+						if v > best[a+k] && v <= math.MaxFloat32 {
+							best[a+k], class[a+k] = v, int32(c)
+						}
+					}
+				}
+				a += 4
+			}
+			for ; a < n; a++ {
 				v := math.Float32frombits(binary.LittleEndian.Uint32(row[4*a:]))
-				if v > conf && v > best[a] && v <= math.MaxFloat32 {
+				if v > best[a] && v <= math.MaxFloat32 {
 					best[a], class[a] = v, int32(c)
 				}
 			}

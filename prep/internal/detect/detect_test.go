@@ -332,3 +332,35 @@ func TestIoU(t *testing.T) {
 		t.Errorf("IoU of empty boxes = %v", got)
 	}
 }
+
+// TestYOLOScanMatchesNaive checks the four-anchors-at-a-time scan of
+// FLOAT32 scores against a plain one, on random scores sprinkled with NaN
+// and infinities, for anchor counts that are and are not multiples of 4.
+func TestYOLOScanMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, anchors := range []int{1, 3, 4, 5, 64, 8403} {
+		raw, o := randomYOLO(7, anchors, 3)
+		vals := make([]float32, o.Values())
+		for i := range vals {
+			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+			if i >= 4*anchors && r.IntN(50) == 0 {
+				vals[i] = []float32{nan, inf, -inf, 0.99}[r.IntN(4)]
+				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(vals[i]))
+			}
+		}
+		const conf = 0.25
+		s := new(scratch)
+		s.yoloCandidates(raw, o, conf, candidate{x1: -1e9, y1: -1e9, x2: 1e9, y2: 1e9})
+		for a := range anchors {
+			best, class := float32(conf), int32(-1)
+			for c := range o.Classes {
+				if v := vals[(4+c)*anchors+a]; v > best && v <= math.MaxFloat32 {
+					best, class = v, int32(c)
+				}
+			}
+			if s.class[a] != class || (class >= 0 && s.best[a] != best) {
+				t.Fatalf("%d anchors: anchor %d: class %d score %v, want %d %v", anchors, a, s.class[a], s.best[a], class, best)
+			}
+		}
+	}
+}
