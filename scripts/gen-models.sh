@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Generates the model repository's synthetic models (resnet50, colors) into
-# models/ at the repository root. The output is deterministic.
+# Generates the model repository's synthetic models (resnet50, colors,
+# squares) into models/ at the repository root. The output is deterministic.
 #   scripts/gen-models.sh                   generate what is missing or stale
 #   scripts/gen-models.sh --force           regenerate everything
 #   scripts/gen-models.sh -model colors     only the named model(s)

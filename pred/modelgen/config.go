@@ -32,6 +32,9 @@ const (
 	// so a request never waits for company, and requests that queue while
 	// the model runs still share the next execution.
 	colorsQueueDelayMicros = 0
+	// squaresQueueDelayMicros is 0 for the same reason: the squares model
+	// runs in a few milliseconds.
+	squaresQueueDelayMicros = 0
 	// maxQueueSize bounds the requests waiting for either model; beyond
 	// it pred answers RESOURCE_EXHAUSTED at once.
 	maxQueueSize = 64
@@ -75,6 +78,20 @@ func Config(name string) (*predv1.ModelConfig, error) {
 			DynamicBatching: dynamicBatching(colorsQueueDelayMicros),
 			OutputKind:      predv1.OutputKind_OUTPUT_KIND_LOGITS,
 		}, nil
+	case Squares:
+		return &predv1.ModelConfig{
+			Name:            Squares,
+			Platform:        platform,
+			MaxBatchSize:    squaresMaxBatch,
+			Inputs:          []*predv1.TensorSpec{float32Spec("images", 3, squaresImageSize, squaresImageSize)},
+			Outputs:         []*predv1.TensorSpec{float32Spec("output0", int64(4+len(SquaresLabels)), SquaresAnchors)},
+			LabelsFile:      labelsFile,
+			Preprocess:      letterboxSpec(squaresImageSize),
+			VersionPolicy:   latestVersion(),
+			DynamicBatching: dynamicBatching(squaresQueueDelayMicros),
+			OutputKind:      predv1.OutputKind_OUTPUT_KIND_YOLO,
+			Detection:       &predv1.Detection{ConfidenceThreshold: squaresConfidence},
+		}, nil
 	}
 	return nil, fmt.Errorf("unknown model %q (known: %v)", name, Names())
 }
@@ -91,6 +108,8 @@ func Labels(name string) ([]string, error) {
 		return labels, nil
 	case Colors:
 		return append([]string(nil), ColorLabels[:]...), nil
+	case Squares:
+		return append([]string(nil), SquaresLabels[:]...), nil
 	}
 	return nil, fmt.Errorf("unknown model %q (known: %v)", name, Names())
 }
@@ -125,6 +144,27 @@ func imageNetSpec(size uint32, interp predv1.Interpolation) *predv1.PreprocessSp
 		Std:           ImageNetStd[:],
 		Layout:        predv1.Layout_LAYOUT_NCHW,
 		Dtype:         predv1.DataType_DATA_TYPE_FLOAT32,
+	}
+}
+
+// letterboxSpec is Ultralytics' preprocessing: a letterbox to size x size
+// on gray 114, bilinear, scaled to [0, 1] without mean or std, RGB, NCHW
+// float32, into input "images".
+func letterboxSpec(size uint32) *predv1.PreprocessSpec {
+	return &predv1.PreprocessSpec{
+		SchemaVersion: 1,
+		Input:         "images",
+		ColorOrder:    predv1.ColorOrder_COLOR_ORDER_RGB,
+		ResizeMode:    predv1.ResizeMode_RESIZE_MODE_LETTERBOX,
+		Interpolation: predv1.Interpolation_INTERPOLATION_BILINEAR,
+		Width:         size,
+		Height:        size,
+		Scale:         ImageScale,
+		Mean:          []float32{0, 0, 0},
+		Std:           []float32{1, 1, 1},
+		Layout:        predv1.Layout_LAYOUT_NCHW,
+		Dtype:         predv1.DataType_DATA_TYPE_FLOAT32,
+		PadColor:      []uint32{114, 114, 114},
 	}
 }
 

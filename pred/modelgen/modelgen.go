@@ -25,6 +25,7 @@ import (
 const (
 	ResNet50 = "resnet50"
 	Colors   = "colors"
+	Squares  = "squares"
 )
 
 const (
@@ -57,6 +58,7 @@ var builders = []struct {
 }{
 	{Colors, buildColors},
 	{ResNet50, buildResNet50},
+	{Squares, buildSquares},
 }
 
 // Names returns the names of all generated models.

@@ -2,6 +2,7 @@ package modelgen_test
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -57,6 +58,12 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
+	if ort.rt != nil {
+		if err := ort.rt.Close(); err != nil {
+			os.Stderr.WriteString("close ONNX Runtime: " + err.Error() + "\n")
+			code = 1
+		}
+	}
 	if generated.dir != "" {
 		os.RemoveAll(generated.dir)
 	}
@@ -96,6 +103,7 @@ func TestGenerateIsDeterministic(t *testing.T) {
 		".modelgen.lock",
 		"colors/config.pbtxt", "colors/labels.json", "colors/1/model.onnx",
 		"resnet50/config.pbtxt", "resnet50/labels.json", "resnet50/1/model.onnx",
+		"squares/config.pbtxt", "squares/labels.json", "squares/1/model.onnx",
 	} {
 		if _, ok := first[want]; !ok {
 			t.Errorf("missing %s", want)
@@ -266,6 +274,9 @@ func TestONNXGraphs(t *testing.T) {
 		ops      map[string]int
 		params   int
 		inputDim int64
+		// inName and outName are the input's and output's names when
+		// they are not "input" and "output".
+		inName, outName string
 	}{
 		{
 			name: "resnet50", in: "batch_size,3,224,224", out: "batch_size,1000",
@@ -278,6 +289,21 @@ func TestONNXGraphs(t *testing.T) {
 			ops:    map[string]int{"ReduceMean": 1, "Gemm": 1},
 			params: 3*9 + 9,
 		},
+		{
+			name: "squares", in: "batch_size,3,640,640", out: "batch_size,7,6400", inName: "images", outName: "output0",
+			// Per image: 2 Slices of the anchor rows and columns, their
+			// class masks (Split, 3 Greater, 3 Less, 6 And, Concat, Cast
+			// each), 4 runs of edges (a shift of Pad and Slice, Sub, Mul,
+			// ReduceSum, Mul; Sub) each with a cumulative maximum of 10
+			// shifts and Max, 5 Slices sampling the anchors, the box and
+			// the scores, Concat and Reshape.
+			ops: map[string]int{"Slice": 2 + 4*11 + 5, "Pad": 4 * 11, "Max": 4 * 10, "Split": 2, "Greater": 6, "Less": 6,
+				"And": 2*6 + 1, "Concat": 3, "Cast": 3, "Sub": 4*2 + 2, "Mul": 4*2 + 4 + 2 + 2, "ReduceSum": 4 + 1,
+				"Add": 2, "GreaterOrEqual": 2, "Reshape": 1},
+			// float32 constants: 7 scalars, and per axis the positions
+			// plus one and 640 less them.
+			params: 7 + 2*2*640,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -289,29 +315,33 @@ func TestONNXGraphs(t *testing.T) {
 				t.Errorf("opset_import = %v, want default domain 17", m.GetOpsetImport())
 			}
 			g := m.GetGraph()
-			if len(g.GetInput()) != 1 || g.GetInput()[0].GetName() != "input" || shapeOf(g.GetInput()[0]) != tt.in {
-				t.Errorf("inputs = %v, want input[%s]", g.GetInput(), tt.in)
+			inName, outName := cmp.Or(tt.inName, "input"), cmp.Or(tt.outName, "output")
+			if len(g.GetInput()) != 1 || g.GetInput()[0].GetName() != inName || shapeOf(g.GetInput()[0]) != tt.in {
+				t.Errorf("inputs = %v, want %s[%s]", g.GetInput(), inName, tt.in)
 			}
-			if len(g.GetOutput()) != 1 || g.GetOutput()[0].GetName() != "output" || shapeOf(g.GetOutput()[0]) != tt.out {
-				t.Errorf("outputs = %v, want output[%s]", g.GetOutput(), tt.out)
+			if len(g.GetOutput()) != 1 || g.GetOutput()[0].GetName() != outName || shapeOf(g.GetOutput()[0]) != tt.out {
+				t.Errorf("outputs = %v, want %s[%s]", g.GetOutput(), outName, tt.out)
 			}
 
 			// Every tensor a node reads exists before it: the graph is
 			// complete and topologically sorted, as ONNX requires.
-			defined := map[string]bool{"input": true}
+			defined := map[string]bool{inName: true}
 			params := 0
 			for _, init := range g.GetInitializer() {
 				n := 1
 				for _, d := range init.GetDims() {
 					n *= int(d)
 				}
-				if init.GetDataType() != int32(onnxpb.TensorProto_FLOAT) || len(init.GetRawData()) != 4*n {
-					t.Errorf("initializer %s: type %d, %d bytes for %d floats", init.GetName(), init.GetDataType(), len(init.GetRawData()), n)
-				}
 				if defined[init.GetName()] {
 					t.Errorf("initializer %s defined twice", init.GetName())
 				}
 				defined[init.GetName()] = true
+				if init.GetDataType() == int32(onnxpb.TensorProto_INT64) && len(init.GetRawData()) == 8*n {
+					continue // shapes, axes and pads of the operators
+				}
+				if init.GetDataType() != int32(onnxpb.TensorProto_FLOAT) || len(init.GetRawData()) != 4*n {
+					t.Errorf("initializer %s: type %d, %d bytes for %d floats", init.GetName(), init.GetDataType(), len(init.GetRawData()), n)
+				}
 				params += n
 				for _, v := range floats(init) {
 					if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -337,8 +367,8 @@ func TestONNXGraphs(t *testing.T) {
 					defined[out] = true
 				}
 			}
-			if !defined["output"] {
-				t.Error("no node produces output")
+			if !defined[outName] {
+				t.Errorf("no node produces %s", outName)
 			}
 			if len(ops) != len(tt.ops) {
 				t.Errorf("ops = %v, want %v", ops, tt.ops)
@@ -591,7 +621,7 @@ func TestEnsureConcurrentGoroutines(t *testing.T) {
 			t.Errorf("Ensure: %v", err)
 		}
 	}
-	assertComplete(t, dir, modelgen.Colors, modelgen.ResNet50)
+	assertComplete(t, dir, modelgen.Colors, modelgen.ResNet50, modelgen.Squares)
 }
 
 // helperEnv makes the test binary call Ensure on the directory it names

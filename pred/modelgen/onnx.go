@@ -2,6 +2,7 @@ package modelgen
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -39,6 +40,8 @@ type dim struct {
 // graph accumulates the nodes and initializers of an ONNX graph in order.
 type graph struct {
 	g *onnxpb.GraphProto
+	// ops counts the nodes op has named, per prefix.
+	ops map[string]int
 }
 
 func newGraph(name string) *graph {
@@ -55,6 +58,37 @@ func (b *graph) node(op, name string, inputs, outputs []string, attrs ...*onnxpb
 		Attribute: attrs,
 	})
 	return outputs[0]
+}
+
+// op appends a node with one output, named after prefix and a counter as
+// torch.onnx names them ("/Max_3", output "/Max_3_output_0"), and returns
+// the output's name.
+func (b *graph) op(opType, prefix string, inputs []string, attrs ...*onnxpb.AttributeProto) string {
+	if b.ops == nil {
+		b.ops = map[string]int{}
+	}
+	name := prefix
+	if n := b.ops[prefix]; n > 0 {
+		name = fmt.Sprintf("%s_%d", prefix, n)
+	}
+	b.ops[prefix]++
+	return b.node(opType, name, inputs, []string{name + "_output_0"}, attrs...)
+}
+
+// int64Initializer appends an int64 constant stored as little-endian
+// raw_data (the shapes, axes and indices ops such as Slice and Pad take).
+func (b *graph) int64Initializer(name string, dims []int64, values []int64) string {
+	raw := make([]byte, 8*len(values))
+	for i, v := range values {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
+	}
+	b.g.Initializer = append(b.g.Initializer, &onnxpb.TensorProto{
+		Name:     proto.String(name),
+		Dims:     dims,
+		DataType: proto.Int32(int32(onnxpb.TensorProto_INT64)),
+		RawData:  raw,
+	})
+	return name
 }
 
 // initializer appends a float32 constant stored as little-endian raw_data.

@@ -85,7 +85,7 @@ func setup(tb testing.TB) *fixture {
 // repository it makes in work, a directory on repo's file system.
 func newFixture(lib, repo, work string) (*fixture, error) {
 	f := &fixture{configs: map[string]*predv1.ModelConfig{}, metrics: metrics.New()}
-	for _, name := range []string{"colors", "resnet50"} {
+	for _, name := range []string{"colors", "resnet50", "squares"} {
 		text, err := os.ReadFile(filepath.Join(repo, name, repository.ConfigTextFile))
 		if err != nil {
 			return nil, err
@@ -372,6 +372,7 @@ func TestListModels(t *testing.T) {
 		{Model: "colors", Version: 1, State: "READY", SpecFingerprint: fingerprint("colors")},
 		{Model: testmodels.DTypes, Version: 1, State: "READY"},
 		{Model: "resnet50", Version: 1, State: "READY", SpecFingerprint: fingerprint("resnet50")},
+		{Model: "squares", Version: 1, State: "READY", SpecFingerprint: fingerprint("squares")},
 	}
 	if len(resp.GetModels()) != len(want) {
 		t.Fatalf("models = %v, want %v", resp.GetModels(), want)
