@@ -45,7 +45,7 @@ type graph struct {
 }
 
 func newGraph(name string) *graph {
-	return &graph{g: &onnxpb.GraphProto{Name: proto.String(name)}}
+	return &graph{g: &onnxpb.GraphProto{Name: proto.String(name)}, ops: map[string]int{}}
 }
 
 // node appends a node and returns its first output's name.
@@ -64,15 +64,19 @@ func (b *graph) node(op, name string, inputs, outputs []string, attrs ...*onnxpb
 // torch.onnx names them ("/Max_3", output "/Max_3_output_0"), and returns
 // the output's name.
 func (b *graph) op(opType, prefix string, inputs []string, attrs ...*onnxpb.AttributeProto) string {
-	if b.ops == nil {
-		b.ops = map[string]int{}
-	}
-	name := prefix
-	if n := b.ops[prefix]; n > 0 {
-		name = fmt.Sprintf("%s_%d", prefix, n)
-	}
-	b.ops[prefix]++
+	name := b.nodeName(prefix)
 	return b.node(opType, name, inputs, []string{name + "_output_0"}, attrs...)
+}
+
+// nodeName returns the next unused node name for prefix: prefix itself,
+// then prefix_1, prefix_2 and so on.
+func (b *graph) nodeName(prefix string) string {
+	n := b.ops[prefix]
+	b.ops[prefix]++
+	if n == 0 {
+		return prefix
+	}
+	return fmt.Sprintf("%s_%d", prefix, n)
 }
 
 // int64Initializer appends an int64 constant stored as little-endian

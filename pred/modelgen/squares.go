@@ -151,11 +151,9 @@ func (s squares) cummax(x string, axis, dir int64) string {
 // masks returns the class masks of an RGB tensor [N, 3, ...]: [N, 3, ...]
 // of 0 and 1, channel c for class SquaresLabels[c].
 func (s squares) masks(x string) string {
-	split := s.op("Split", "/Split", []string{x}, attrInt("axis", axisC))
-	// Split has three outputs; op named the first.
-	n := s.g.Node[len(s.g.Node)-1]
-	n.Output = []string{split, n.GetName() + "_output_1", n.GetName() + "_output_2"}
-	ch := n.Output
+	name := s.nodeName("/Split")
+	ch := []string{name + "_output_0", name + "_output_1", name + "_output_2"}
+	s.node("Split", name, []string{x}, ch, attrInt("axis", axisC))
 	hi, lo := s.scalar("level.high", SquaresHigh), s.scalar("level.low", SquaresLow)
 	var on, off [3]string
 	for c := range 3 {
