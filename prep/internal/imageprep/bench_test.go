@@ -56,3 +56,34 @@ func BenchmarkProcess(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkProcessLetterbox is BenchmarkProcess with the squares detector's
+// spec: a 640x640 letterbox on gray 114, bilinear, scale only.
+func BenchmarkProcessLetterbox(b *testing.B) {
+	s := resnet50Spec()
+	s.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX
+	s.Interpolation = predv1.Interpolation_INTERPOLATION_BILINEAR
+	s.Width, s.Height = 640, 640
+	s.Mean, s.Std = []float32{0, 0, 0}, []float32{1, 1, 1}
+	p, err := New(s, Limits{MaxPixels: 50_000_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range benchImages {
+		img, err := os.ReadFile(filepath.Join(repoRoot, "testdata/images", name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			dst := make([]float32, p.TensorLen())
+			b.ReportAllocs()
+			b.SetBytes(int64(len(img)))
+			defer cpuTimer(b)()
+			for b.Loop() {
+				if err := p.Process(img, dst); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
