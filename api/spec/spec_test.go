@@ -62,19 +62,27 @@ func TestFingerprintStable(t *testing.T) {
 func TestFingerprintChangesWithEveryField(t *testing.T) {
 	base := mustFingerprint(t, imagenetSpec())
 	edits := map[string]func(*predv1.PreprocessSpec){
-		"schema_version": func(s *predv1.PreprocessSpec) { s.SchemaVersion = 2 },
-		"input":          func(s *predv1.PreprocessSpec) { s.Input = "data" },
-		"color_order":    func(s *predv1.PreprocessSpec) { s.ColorOrder = predv1.ColorOrder_COLOR_ORDER_BGR },
-		"resize_mode":    func(s *predv1.PreprocessSpec) { s.ResizeMode = predv1.ResizeMode_RESIZE_MODE_SHORTER_SIDE_CENTER_CROP },
-		"interpolation":  func(s *predv1.PreprocessSpec) { s.Interpolation = predv1.Interpolation_INTERPOLATION_BILINEAR },
-		"width":          func(s *predv1.PreprocessSpec) { s.Width = 225 },
-		"height":         func(s *predv1.PreprocessSpec) { s.Height = 225 },
-		"shorter_side":   func(s *predv1.PreprocessSpec) { s.ResizeShorterSide = 256 },
-		"scale":          func(s *predv1.PreprocessSpec) { s.Scale = 1 },
-		"mean":           func(s *predv1.PreprocessSpec) { s.Mean[2] = 0.407 },
-		"std":            func(s *predv1.PreprocessSpec) { s.Std[0] = 0.23 },
-		"background":     func(s *predv1.PreprocessSpec) { s.Background = []uint32{0, 0, 0} },
+		"schema_version":      func(s *predv1.PreprocessSpec) { s.SchemaVersion = 2 },
+		"input":               func(s *predv1.PreprocessSpec) { s.Input = "data" },
+		"color_order":         func(s *predv1.PreprocessSpec) { s.ColorOrder = predv1.ColorOrder_COLOR_ORDER_BGR },
+		"resize_mode":         func(s *predv1.PreprocessSpec) { s.ResizeMode = predv1.ResizeMode_RESIZE_MODE_SHORTER_SIDE_CENTER_CROP },
+		"interpolation":       func(s *predv1.PreprocessSpec) { s.Interpolation = predv1.Interpolation_INTERPOLATION_BILINEAR },
+		"width":               func(s *predv1.PreprocessSpec) { s.Width = 225 },
+		"height":              func(s *predv1.PreprocessSpec) { s.Height = 225 },
+		"resize_shorter_side": func(s *predv1.PreprocessSpec) { s.ResizeShorterSide = 256 },
+		"scale":               func(s *predv1.PreprocessSpec) { s.Scale = 1 },
+		"mean":                func(s *predv1.PreprocessSpec) { s.Mean[2] = 0.407 },
+		"std":                 func(s *predv1.PreprocessSpec) { s.Std[0] = 0.23 },
+		"background":          func(s *predv1.PreprocessSpec) { s.Background = []uint32{0, 0, 0} },
+		"pad_color":           func(s *predv1.PreprocessSpec) { s.PadColor = []uint32{114, 114, 114} },
 	}
+	fields := imagenetSpec().ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		if name := string(fields.Get(i).Name()); edits[name] == nil {
+			t.Errorf("no edit of field %s", name)
+		}
+	}
+	edits["resize_mode letterbox"] = func(s *predv1.PreprocessSpec) { s.ResizeMode = predv1.ResizeMode_RESIZE_MODE_LETTERBOX }
 	for name, edit := range edits {
 		s := imagenetSpec()
 		edit(s)
