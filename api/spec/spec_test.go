@@ -75,6 +75,8 @@ func TestFingerprintChangesWithEveryField(t *testing.T) {
 		"std":                 func(s *predv1.PreprocessSpec) { s.Std[0] = 0.23 },
 		"background":          func(s *predv1.PreprocessSpec) { s.Background = []uint32{0, 0, 0} },
 		"pad_color":           func(s *predv1.PreprocessSpec) { s.PadColor = []uint32{114, 114, 114} },
+		"layout":              func(s *predv1.PreprocessSpec) { s.Layout = predv1.Layout_LAYOUT_UNSPECIFIED },
+		"dtype":               func(s *predv1.PreprocessSpec) { s.Dtype = predv1.DataType_DATA_TYPE_FLOAT16 },
 	}
 	fields := imagenetSpec().ProtoReflect().Descriptor().Fields()
 	for i := range fields.Len() {
