@@ -295,5 +295,8 @@ func TestWebPageInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// A detector beside the classifiers: its boxes drawn on the image.
+	checkDetectorInPage(t, tab)
 	errs.check(t)
 }
