@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"image"
 	"image/color"
@@ -17,6 +18,12 @@ import (
 
 	"github.com/prepred/prepred/prep/internal/detect"
 )
+
+// detectScreenshot, if set, is where TestWebPageInChromium writes a PNG of
+// the page showing the squares detector's boxes (the README's picture):
+//
+//	go test ./prep/cmd/prep -run TestWebPageInChromium -detect-screenshot $PWD/prep/internal/httpapi/web/screenshots/boxes.png
+var detectScreenshot = flag.String("detect-screenshot", "", "write a PNG screenshot of the page with a detector's boxes to this path")
 
 // squaresPNG writes a w x h white PNG with the given solid squares (label:
 // rectangle) for the squares detector, and returns its path.
@@ -148,6 +155,15 @@ func checkDetectorInPage(t *testing.T, tab context.Context) {
 	}
 	if far := px[len(px)-1]; !near(far, [3]int{255, 255, 255}) {
 		t.Errorf("canvas far from the boxes is %v, want the white background", far)
+	}
+	if *detectScreenshot != "" {
+		shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(*detectScreenshot, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
