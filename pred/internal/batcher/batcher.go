@@ -216,10 +216,46 @@ func (b *Batcher) Submit(ctx context.Context, inputs []tensor.Tensor, items int6
 		return nil, status.Errorf(codes.ResourceExhausted, "%s is overloaded: its queue holds %d requests, the most it takes (max_queue_size); retry later", b.cfg.Name, b.cfg.MaxQueueSize)
 	}
 	b.queue = append(b.queue, r)
+	if len(b.queue) == 1 && b.executing < b.cfg.Instances {
+		// An idle instance and nothing queued ahead: when the plan would
+		// run this request now anyway, run it here instead of handing it
+		// to a worker and waiting to be handed the result back; the two
+		// goroutine wake-ups cost more than a small model's whole run.
+		if picked, _ := b.plan(b.draining); picked != nil {
+			r.state = taken
+			b.queue = b.queue[:0]
+			b.queueLengthLocked()
+			b.executing++
+			b.wg.Add(1) // Close waits for this run as for the workers'
+			b.mu.Unlock()
+			b.execute([]*request{r})
+			b.finished(1)
+			b.wg.Done()
+			return b.answer(ctx, r)
+		}
+	}
 	b.queueLengthLocked()
 	b.mu.Unlock()
 	b.signal()
+	return b.answer(ctx, r)
+}
 
+// finished records that a batch of n requests has run, and wakes a worker
+// for what queued meanwhile.
+func (b *Batcher) finished(n int) {
+	b.mu.Lock()
+	b.executing--
+	b.lastSingle = n == 1
+	more := len(b.queue) > 0
+	b.mu.Unlock()
+	if more {
+		b.signal()
+	}
+}
+
+// answer waits for r to be run or for ctx to end, whichever comes first,
+// and returns r's outputs or why it has none.
+func (b *Batcher) answer(ctx context.Context, r *request) ([]tensor.Tensor, error) {
 	select {
 	case <-r.done:
 		return r.outputs, r.err
@@ -295,6 +331,7 @@ func (b *Batcher) removeLocked(r *request) {
 func (b *Batcher) worker() {
 	defer b.wg.Done()
 	var timer *time.Timer
+	quit := b.quit // nil once closed: a wait then ends only by wake or timer
 	for {
 		batch, more, wait, exit := b.next()
 		if exit {
@@ -305,10 +342,7 @@ func (b *Batcher) worker() {
 				b.signal() // another worker may form the next batch
 			}
 			b.execute(batch)
-			b.mu.Lock()
-			b.executing--
-			b.lastSingle = len(batch) == 1
-			b.mu.Unlock()
+			b.finished(len(batch))
 			continue
 		}
 		var expire <-chan time.Time
@@ -323,7 +357,8 @@ func (b *Batcher) worker() {
 		select {
 		case <-b.wake:
 		case <-expire:
-		case <-b.quit:
+		case <-quit:
+			quit = nil
 		}
 		if timer != nil {
 			timer.Stop()
@@ -354,6 +389,11 @@ func (b *Batcher) next() (batch []*request, more bool, wait time.Duration, exit 
 	}
 	if len(b.queue) == 0 {
 		return nil, false, 0, b.closed
+	}
+	if b.executing >= b.cfg.Instances {
+		// Every instance is busy, one with a request Submit runs itself:
+		// finished wakes a worker when one is free.
+		return nil, false, 0, false
 	}
 	picked, wait := b.plan(b.draining)
 	if picked == nil {
