@@ -297,6 +297,7 @@ func TestPrepDockerfile(t *testing.T) {
 	runs := strings.Join(build.all("RUN"), "\n")
 	for _, want := range []string{
 		"libjpeg62-turbo-dev",
+		"libdeflate-dev",
 		"busybox-static",
 		"CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo -ldflags='-s -w -linkmode external -extldflags \"-static\"' -o /out/bin/prep ./prep/cmd/prep",
 		"CGO_ENABLED=0 go build -trimpath -tags nogrpc -ldflags='-s -w' -o /out/bin/healthcheck ./deploy/cmd/healthcheck",

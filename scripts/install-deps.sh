@@ -52,6 +52,7 @@ case "${1:-}" in
     need libc6-dev has_header stdio.h
     need libjpeg62-turbo-dev has_header jpeglib.h
     need zlib1g-dev has_header zlib.h
+    need libdeflate-dev has_header libdeflate.h
     ;;
   golden | test)
     need python3-pil has_py PIL

@@ -3,14 +3,16 @@
 package imageprep
 
 // The cgo build decodes JPEG with libjpeg-turbo (native_jpeg.c), producing
-// Pillow's pixels exactly, PNG with zlib (native_png.c), both streaming rows
-// into the SIMD resampler of native_resample.c. Build: Debian's
-// libjpeg62-turbo-dev and zlib1g-dev; run: libjpeg62-turbo and zlib1g.
+// Pillow's pixels exactly, PNG with libdeflate, or zlib for what libdeflate
+// does not take (native_png.c), both streaming rows into the SIMD resampler
+// of native_resample.c. Build: Debian's libjpeg62-turbo-dev, zlib1g-dev
+// and libdeflate-dev; run: libjpeg62-turbo, zlib1g and libdeflate0 (none
+// in prep's image, which links them statically).
 // Build with -tags purego (or CGO_ENABLED=0) for the pure-Go fallback.
 
 /*
 #cgo CFLAGS: -O2
-#cgo LDFLAGS: -ljpeg -lz
+#cgo LDFLAGS: -ljpeg -lz -ldeflate
 #include "native.h"
 */
 import "C"

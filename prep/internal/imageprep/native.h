@@ -105,7 +105,12 @@ typedef struct {
 // prep_png_process inflates the image data (chunks: offset, length pairs
 // into data) and resamples it row by row. work holds two rows of
 // (width*8 + 1) bytes plus 16 bytes of padding; lines PREP_LINES RGBX rows.
-void prep_png_process(const unsigned char *data, const int32_t *chunks, int nchunks, prep_png png,
+// When raw is not NULL, z holds the whole zlib stream (zlen bytes, the
+// IDAT chunks' data in order) and raw room for every row with its filter
+// byte plus 16 bytes of padding: the stream is then inflated at once with
+// libdeflate, falling back to streaming zlib if libdeflate refuses it.
+void prep_png_process(const unsigned char *data, const int32_t *chunks, int nchunks,
+	const unsigned char *z, size_t zlen, uint8_t *raw, prep_png png,
 	uint8_t *work, uint8_t *lines, prep_plan plan, prep_result *res);
 
 #endif

@@ -1,7 +1,9 @@
 //go:build !purego && cgo
 
-// PNG decoding with zlib (as Pillow does), row by row into the resampler.
-// Go parses the chunks (png.go); this file inflates the image data,
+// PNG decoding, row by row into the resampler. Go parses the chunks
+// (native_png.go); this file inflates the image data (with libdeflate when
+// Go hands it the whole stream and room for all rows, with zlib, as Pillow
+// does, otherwise or when libdeflate refuses the stream),
 // reverses the row filters and converts each row to RGBX, compositing
 // transparent pixels onto the background like Image.paste(im, mask=alpha).
 // PNG is lossless, so any correct decoder yields Pillow's pixels.
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <libdeflate.h>
 #include <emmintrin.h>
 #include "native.h"
 
@@ -195,7 +198,23 @@ static int inflate_row(z_stream *zs, uint8_t *buf, size_t n, const unsigned char
 	return 0;
 }
 
-void prep_png_process(const unsigned char *data, const int32_t *chunks, int nchunks, prep_png png,
+// decompressor is this thread's libdeflate decompressor: a cgo call runs on
+// one thread from start to end, so no two calls share it.
+static __thread struct libdeflate_decompressor *decompressor;
+
+// inflate_all inflates the zlib stream z into exactly n bytes of raw. It
+// returns 0 only when the stream is complete, valid (Adler-32 included) and
+// holds exactly n bytes; anything else goes to the streaming zlib path,
+// which then decides as before (it reads only the bytes the rows need).
+static int inflate_all(const unsigned char *z, size_t zlen, uint8_t *raw, size_t n) {
+	if (decompressor == NULL && (decompressor = libdeflate_alloc_decompressor()) == NULL) return -1;
+	size_t got = 0;
+	if (libdeflate_zlib_decompress(decompressor, z, zlen, raw, n, &got) != LIBDEFLATE_SUCCESS) return -1;
+	return got == n ? 0 : -1;
+}
+
+void prep_png_process(const unsigned char *data, const int32_t *chunks, int nchunks,
+	const unsigned char *z, size_t zlen, uint8_t *raw, prep_png png,
 	uint8_t *work, uint8_t *lines, prep_plan plan, prep_result *res) {
 	const prep_plan *pl = &plan;
 	const int w = png.width;
@@ -210,7 +229,10 @@ void prep_png_process(const unsigned char *data, const int32_t *chunks, int nchu
 
 	memset(res, 0, sizeof(*res));
 	memset(&zs, 0, sizeof(zs));
-	if (inflateInit(&zs) != Z_OK) {
+	if (raw != NULL && inflate_all(z, zlen, raw, (size_t)png.height * (rowbytes + 1)) != 0) {
+		raw = NULL;
+	}
+	if (raw == NULL && inflateInit(&zs) != Z_OK) {
 		res->code = PREP_INVALID;
 		strcpy(res->msg, "zlib initialization failed");
 		return;
@@ -218,21 +240,24 @@ void prep_png_process(const unsigned char *data, const int32_t *chunks, int nchu
 	memset(prev, 0, rowbytes + 1);
 	for (int y = 0; y < png.height; y++) {
 		// The filter byte, then the row.
-		if (inflate_row(&zs, cur, rowbytes + 1, data, chunks, nchunks, &next) != 0) {
+		if (raw != NULL) {
+			cur = raw + (size_t)y * (rowbytes + 1);
+		} else if (inflate_row(&zs, cur, rowbytes + 1, data, chunks, nchunks, &next) != 0) {
 			res->code = PREP_INVALID;
 			snprintf(res->msg, sizeof(res->msg), "image data: %s", zs.msg != NULL ? zs.msg : "truncated");
 			inflateEnd(&zs);
 			return;
 		}
 		if (unfilter(cur[0], cur + 1, prev + 1, rowbytes, bpp) != 0) {
-			inflateEnd(&zs);
+			if (raw == NULL) inflateEnd(&zs);
 			res->code = PREP_INVALID;
 			strcpy(res->msg, "unknown row filter");
 			return;
 		}
+		// prev is now the row just unfiltered; in raw, rows stay in place.
 		uint8_t *t = prev;
 		prev = cur;
-		cur = t;
+		cur = raw != NULL ? NULL : t;
 		// Rows outside y0..y1-1 only need inflating and unfiltering.
 		if (y < pl->y0 || y >= pl->y1) {
 			continue;
@@ -249,7 +274,7 @@ void prep_png_process(const unsigned char *data, const int32_t *chunks, int nchu
 			pending = 0;
 		}
 	}
-	inflateEnd(&zs);
+	if (raw == NULL) inflateEnd(&zs);
 	prep_vpass(pl->tmp, pl->tstride, pl);
 	res->code = PREP_OK;
 }

@@ -139,8 +139,19 @@ func (p *Preprocessor) decodePNGNative(img []byte, dst []float32) (ok bool, err 
 	p.setupNative(w, &pl, dst)
 	work := getBuf(2*(info.width*8+1) + imagePad)
 	lines := getBuf(C.PREP_LINES*info.width*pixelSize + imagePad)
-	C.prep_png_process(u8p(img), i32p(info.idat), C.int(len(info.idat)/2), png,
+	z, zbuf, raw := wholeStream(img, &info)
+	var zp, rawp *C.uint8_t
+	if raw != nil {
+		zp, rawp = u8p(z), u8p(*raw)
+	}
+	C.prep_png_process(u8p(img), i32p(info.idat), C.int(len(info.idat)/2), zp, C.size_t(len(z)), rawp, png,
 		u8p(*work), u8p(*lines), w.plan, &w.res)
+	if raw != nil {
+		putBuf(raw)
+	}
+	if zbuf != nil {
+		putBuf(zbuf)
+	}
 	putBuf(lines)
 	putBuf(work)
 	w.releaseBuffers()
@@ -148,4 +159,36 @@ func (p *Preprocessor) decodePNGNative(img []byte, dst []float32) (ok bool, err 
 		return true, errorf(CodeInvalidImage, "decode PNG: %s", C.GoString(&w.res.msg[0]))
 	}
 	return true, nil
+}
+
+// maxWholePNGBytes bounds the image data that is inflated at once: the
+// rows with their filter bytes, in one buffer. Beyond it the data streams
+// through zlib row by row, in memory that does not grow with the height.
+const maxWholePNGBytes = 64 << 20
+
+// wholeStream returns the zlib stream of a PNG's image data in one piece
+// (the IDAT chunk itself when there is one, else a pooled copy of their
+// data, zbuf) and a pooled buffer with room for every row, padded; raw is
+// nil when the rows would take more than maxWholePNGBytes.
+func wholeStream(img []byte, info *pngInfo) (z []byte, zbuf, raw *[]byte) {
+	channels := [7]int{1, 0, 3, 1, 2, 0, 4}[info.colorType]
+	rowBytes := (info.width*channels*info.depth + 7) / 8
+	n := info.height * (rowBytes + 1)
+	if n > maxWholePNGBytes || n <= 0 {
+		return nil, nil, nil
+	}
+	if len(info.idat) == 2 {
+		z = img[info.idat[0] : info.idat[0]+info.idat[1]]
+	} else {
+		total := 0
+		for i := 1; i < len(info.idat); i += 2 {
+			total += int(info.idat[i])
+		}
+		zbuf = getBuf(total)
+		z = (*zbuf)[:0]
+		for i := 0; i < len(info.idat); i += 2 {
+			z = append(z, img[info.idat[i]:info.idat[i]+info.idat[i+1]]...)
+		}
+	}
+	return z, zbuf, getBuf(n + imagePad)
 }
