@@ -62,6 +62,10 @@ const (
 	// maxMessageBytes bounds gRPC messages both ways; gRPC's 4 MiB default
 	// is below a batch of eight 224x224 float32 images (4.8 MB).
 	maxMessageBytes = 64 << 20
+	// HTTP/2 windows and socket buffers of the connection to pred.
+	streamWindowBytes    = 8 << 20
+	connWindowBytes      = 16 << 20
+	transportBufferBytes = 256 << 10
 )
 
 // serviceConfig spreads calls over every address the target resolves to,
@@ -188,6 +192,11 @@ func New(cfg Config) (*Client, error) {
 		// image.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes), grpc.MaxRetryRPCBufferSize(maxMessageBytes)),
 		grpc.WithUserAgent("prep"),
+		// Fixed flow-control windows and larger buffers, as pred's server
+		// sets them (see grpcserver.StreamWindowBytes): a tensor crosses
+		// without waiting for window updates.
+		grpc.WithInitialWindowSize(streamWindowBytes), grpc.WithInitialConnWindowSize(connWindowBytes),
+		grpc.WithWriteBufferSize(transportBufferBytes), grpc.WithReadBufferSize(transportBufferBytes),
 	}, cfg.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("predclient: pred address %q: %w", cfg.Target, err)
