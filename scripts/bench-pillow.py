@@ -6,7 +6,10 @@
 The pipeline and spec are those of the resnet50 model, the ones
 BenchmarkProcess in prep/internal/imageprep times: Image.open ->
 ImageOps.exif_transpose -> convert("RGB") -> resize((224, 224), BICUBIC) ->
-float32 (x/255 - mean) / std -> CHW. One thread. For each image it prints
+float32 (x/255 - mean) / std -> CHW, and the minimal pipeline without
+exif_transpose (Image.open -> convert("RGB") -> resize -> numpy, the
+cheapest Pillow can be), reported as BenchmarkPillowMinimal. One thread.
+For each image and pipeline it prints
 the minimum and median wall time and the minimum thread CPU time per image
 (CPU time is the fairer number on a busy machine), in the format of go test
 benchmarks so that benchstat can read both.
@@ -43,6 +46,14 @@ def preprocess(data):
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def preprocess_minimal(data):
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    im = im.resize((224, 224), Image.Resampling.BICUBIC)
+    x = np.asarray(im, dtype=np.float32) * SCALE
+    x = (x - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=200, help="runs per image")
@@ -52,18 +63,19 @@ def main():
         path = name if os.path.exists(name) else os.path.join(ROOT, "testdata/images", name)
         with open(path, "rb") as f:
             data = f.read()
-        for _ in range(5):  # warm up
-            preprocess(data)
-        wall, cpu = [], []
-        for _ in range(args.n):
-            w0, c0 = time.perf_counter_ns(), time.thread_time_ns()
-            preprocess(data)
-            c1, w1 = time.thread_time_ns(), time.perf_counter_ns()
-            wall.append(w1 - w0)
-            cpu.append(c1 - c0)
-        print(f"BenchmarkPillow/{os.path.basename(path)} {args.n} {min(wall)} ns/op "
-              f"{statistics.median(wall):.0f} median-ns/op {min(cpu)} cpu-ns/op")
-        sys.stdout.flush()
+        for bench, fn in (("BenchmarkPillow", preprocess), ("BenchmarkPillowMinimal", preprocess_minimal)):
+            for _ in range(5):  # warm up
+                fn(data)
+            wall, cpu = [], []
+            for _ in range(args.n):
+                w0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+                fn(data)
+                c1, w1 = time.thread_time_ns(), time.perf_counter_ns()
+                wall.append(w1 - w0)
+                cpu.append(c1 - c0)
+            print(f"{bench}/{os.path.basename(path)} {args.n} {min(wall)} ns/op "
+                  f"{statistics.median(wall):.0f} median-ns/op {min(cpu)} cpu-ns/op")
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":
