@@ -8,12 +8,12 @@ import (
 	"slices"
 	"unsafe"
 
-	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 )
 
 // Predict runs the model on one preprocessed image: input holds
