@@ -6,6 +6,8 @@
 #   scripts/install-deps.sh golden       Pillow + numpy for the golden tensors: make golden
 #   scripts/install-deps.sh test         golden's, and Chromium for the web page test: make test
 #                                        (not Chromium with PREPRED_SKIP_BROWSER=1)
+#   scripts/install-deps.sh bench-python FastAPI, uvicorn, grpcio, protobuf, Pillow and numpy for the
+#                                        Python prep service: scripts/bench-python-prep.sh
 #   scripts/install-deps.sh containers   Docker engine + Compose, debootstrap (local base images): make test-containers
 #   scripts/install-deps.sh k8s          etcd, containerd, runc, CNI plugins, iptables, openssl, conntrack
 #                                        and the containers set (images): make test-k8s
@@ -61,6 +63,14 @@ case "${1:-}" in
       need chromium has_chromium
     fi
     ;;
+  bench-python)
+    need python3-fastapi has_py fastapi
+    need python3-uvicorn has_py uvicorn
+    need python3-grpcio has_py grpc
+    need python3-protobuf has_py google.protobuf
+    need python3-pil has_py PIL
+    need python3-numpy has_py numpy
+    ;;
   containers | k8s)
     need docker.io has_cmd dockerd
     need docker-compose has_compose
@@ -76,7 +86,7 @@ case "${1:-}" in
       need iproute2 has_cmd ip
     fi
     ;;
-  *) fail "usage: $0 build|golden|test|containers|k8s" ;;
+  *) fail "usage: $0 build|golden|test|bench-python|containers|k8s" ;;
 esac
 ((${#missing[@]})) || exit 0
 
