@@ -203,6 +203,11 @@ def main():
     except OSError as e:
         sys.exit(f"python-prep: {e}")
     sock = socket.create_server((args.host, args.port))
+    # Accepted sockets inherit this from the listener. Without it, uvicorn's
+    # workers leave Nagle on (their listener's proto is 0, so asyncio skips
+    # TCP_NODELAY) and each keep-alive answer waits ~40 ms for a delayed ACK
+    # (uvicorn issue #3149): the baseline would lose to a bug, not to Python.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     host, port = sock.getsockname()[:2]
     print(f"listening http://{host}:{port}", flush=True)
     config = uvicorn.Config("app:create_app", factory=True, workers=args.workers)
