@@ -8,7 +8,9 @@
 # p50 latency and the CPU milliseconds each prep (and pred) spent per
 # request, from the utime+stime of its processes (uvicorn: the master and
 # all its children) across the load, warm-up requests included; and the
-# ratio prep/python of the CPU per request.
+# ratio prep/python of the CPU per request. The kernel counts CPU time in
+# clock ticks (usually 10 ms), so keep N large enough that a turn uses
+# hundreds of them.
 #
 #   scripts/bench-python-prep.sh                  colors and resnet50, 300 requests at 1 and 4 clients
 #   N=100 MODELS=colors scripts/bench-python-prep.sh
