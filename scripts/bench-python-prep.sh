@@ -183,7 +183,8 @@ awk '
 		k = field("model") SUBSEP field("c"); s = field("svc")
 		if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
 		n = field("n"); req = n + field("warmup")
-		count[k, s] += n; secs[k, s] += field("seconds"); p50[k, s] += field("p50_ms"); rounds[k, s]++
+		# n / images_per_s: the time with more digits than "seconds" has
+		count[k, s] += n; secs[k, s] += n / field("images_per_s"); p50[k, s] += field("p50_ms"); rounds[k, s]++
 		cpu[k, s] += field("cpu_ms"); pcpu[k, s] += field("pred_cpu_ms"); reqs[k, s] += req
 	}
 	END {
