@@ -7,10 +7,15 @@
 # where preprocessing is imageprep on the same image with the spec pred
 # announces (prepbench preprocess, one core) and inference is pred's
 # registry + batcher + ONNX Runtime on one image (BenchmarkInProcessResNet50,
-# BenchmarkInProcessColors). Prints a Markdown table with images/s, p50/p99
-# latency, the ratio to the limit and the load average at each measurement.
+# BenchmarkInProcessColors). The path and the limit are measured in
+# alternating rounds (ROUNDS, default 3), each round's ratio against its own
+# limit, because a shared machine's speed drifts by more than the gaps being
+# measured. Prints a Markdown table with the medians over the rounds of
+# images/s, p50/p99 latency and the ratio to the limit, the ratio's range,
+# and the load average of each round.
 #
-#   scripts/bench-e2e.sh                      200 requests per concurrency
+#   scripts/bench-e2e.sh                      200 requests per concurrency, 3 rounds
+#   ROUNDS=5 LEVELS=1 scripts/bench-e2e.sh
 #   N=500 LEVELS=1,4,16,32 scripts/bench-e2e.sh
 #   IMAGE=testdata/images/photo-1024x768.jpg scripts/bench-e2e.sh
 #
@@ -31,6 +36,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 N="${N:-200}"
+ROUNDS="${ROUNDS:-3}"
 user_levels="${LEVELS:-}"
 LEVELS="${LEVELS:-1,4,16}"
 IMAGE="${IMAGE:-testdata/images/photo-500x375.jpg}"
@@ -84,7 +90,6 @@ ready() {
 }
 
 if [[ "${TRACING:-}" == compare ]]; then
-	ROUNDS="${ROUNDS:-3}"
 	LEVELS="${user_levels:-1,4}"
 	jaeger="$(scripts/install-jaeger.sh)"
 	read -r qport gport hport < <(python3 -c 'import socket
@@ -185,6 +190,9 @@ print(*[x.getsockname()[1] for x in s])')
 	exit 0
 fi
 
+# The in-process inference benchmark, built once and run in every round.
+go test -c -o "$work/predservice.test" ./pred/internal/predservice/
+
 : >"$work/pred.log"
 "$work/pred" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --model-repository models --ort-lib "$ort" \
 	>"$work/pred.log" 2>&1 &
@@ -202,22 +210,24 @@ for m in "${models[@]}"; do
 	ready "${url[$m]}/ready"
 done
 
+# Each round measures the path and, right after it, the limit's two parts,
+# so that a ratio compares measurements taken within a minute of each other
+# on a machine whose speed drifts. The servers stay up, idle, while the
+# in-process benchmark runs.
 results="$work/results.txt"
 : >"$results"
-echo "# cpu: $(nproc) cores; image: $IMAGE; $N requests per concurrency" | tee -a "$results"
-for m in "${models[@]}"; do
-	"$work/prepbench" load -url "${url[$m]}" -image "$IMAGE" -c "$LEVELS" -n "$N" -max-time "$MAX_TIME" |
-		while read -r line; do echo "$line load=$(load)"; done | tee -a "$results"
-	line="$("$work/prepbench" preprocess -pred "$grpc" -model "$m" -image "$IMAGE" -n "$N")"
-	echo "$line load=$(load)" | tee -a "$results"
+echo "# cpu: $(nproc) cores; image: $IMAGE; $N requests per concurrency and round, $ROUNDS rounds" | tee -a "$results"
+for round in $(seq 1 "$ROUNDS"); do
+	for m in "${models[@]}"; do
+		"$work/prepbench" load -url "${url[$m]}" -image "$IMAGE" -c "$LEVELS" -n "$N" -max-time "$MAX_TIME" |
+			while read -r line; do echo "$line round=$round load=$(load)"; done | tee -a "$results"
+		line="$("$work/prepbench" preprocess -pred "$grpc" -model "$m" -image "$IMAGE" -n "$N")"
+		echo "$line round=$round load=$(load)" | tee -a "$results"
+	done
+	(cd pred/internal/predservice && ONNXRUNTIME_LIB="$ort" "$work/predservice.test" -test.run '^$' \
+		-test.bench '^BenchmarkInProcess(ResNet50|Colors)$' -test.benchtime "${N}x") | grep '^BenchmarkInProcess' |
+		while read -r line; do echo "$line round=$round load=$(load)"; done | tee -a "$results"
 done
-cleanup
-pids=()
-
-# pred's in-process inference, with the servers stopped.
-ONNXRUNTIME_LIB="$ort" go test -run '^$' -bench '^BenchmarkInProcess(ResNet50|Colors)$' -benchtime "${N}x" \
-	./pred/internal/predservice/ | grep '^BenchmarkInProcess' |
-	while read -r line; do echo "$line load=$(load)"; done | tee -a "$results"
 
 echo
 awk '
@@ -225,32 +235,47 @@ awk '
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] }
 		return ""
 	}
-	/^load / {
-		m = field("model"); n = ++rows[m]
-		c[m, n] = field("c"); ips[m, n] = field("images_per_s"); p50[m, n] = field("p50_ms"); p99[m, n] = field("p99_ms")
-		errs[m, n] = field("errors"); la[m, n] = field("load")
-		if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
+	# median of a[1..n], and a sorted in place.
+	function median(a, n,   i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+		return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
 	}
-	/^preprocess / { m = field("model"); pre[m] = field("mean_ms"); preload[m] = field("load") }
+	/^load / {
+		m = field("model"); c = field("c"); r = field("round")
+		ips[m, c, r] = field("images_per_s"); p50[m, c, r] = field("p50_ms"); p99[m, c, r] = field("p99_ms")
+		errs[m, c] += field("errors"); la[m, c, r] = field("load")
+		if (!((m, c) in seenc)) { seenc[m, c] = 1; cs[m, ++nc[m]] = c }
+		if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
+		if (r > nr) nr = r
+	}
+	/^preprocess / { pre[field("model"), field("round")] = field("mean_ms") }
 	/^BenchmarkInProcess/ {
 		m = ($1 ~ /ResNet50/) ? "resnet50" : "colors"
-		for (i = 2; i < NF; i++) if ($(i+1) == "ns/op") inf[m] = $i / 1e6
-		infload[m] = field("load")
+		for (i = 2; i < NF; i++) if ($(i+1) == "ns/op") inf[m, field("round")] = $i / 1e6
 	}
 	END {
-		print "| model | clients | images/s | p50 ms | p99 ms | errors | limit images/s | ratio | load |"
-		print "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+		print "| model | clients | images/s | p50 ms | p99 ms | errors | limit images/s | ratio (median) | ratio min–max | load |"
+		print "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 		for (k = 1; k <= nm; k++) {
 			m = order[k]
-			limit = (pre[m] + inf[m] > 0) ? 1000 / (pre[m] + inf[m]) : 0
-			for (n = 1; n <= rows[m]; n++)
-				printf "| %s | %s | %.1f | %.2f | %.2f | %s | %.1f | %.2f | %s |\n", m, c[m, n], ips[m, n], p50[m, n], p99[m, n], errs[m, n], limit, (limit > 0 ? ips[m, n] / limit : 0), la[m, n]
+			for (j = 1; j <= nc[m]; j++) {
+				c = cs[m, j]; loads = ""
+				for (r = 1; r <= nr; r++) {
+					lim = 1000 / (pre[m, r] + inf[m, r])
+					ra[r] = ips[m, c, r] / lim; li[r] = lim
+					a[r] = ips[m, c, r]; b[r] = p50[m, c, r]; d[r] = p99[m, c, r]
+					loads = loads (r > 1 ? " " : "") la[m, c, r]
+				}
+				mr = median(ra, nr)
+				printf "| %s | %s | %.1f | %.2f | %.2f | %d | %.1f | **%.2f** | %.2f–%.2f | %s |\n", m, c, median(a, nr), median(b, nr), median(d, nr), errs[m, c], median(li, nr), mr, ra[1], ra[nr], loads
+			}
 		}
 		print ""
-		print "| model | preprocess ms (mean, one core) | inference ms (mean, in-process) | limit images/s | load |"
-		print "| --- | --- | --- | --- | --- |"
+		print "| model | preprocess ms (median of the rounds means, one core) | inference ms (median, in-process) | limit images/s |"
+		print "| --- | --- | --- | --- |"
 		for (k = 1; k <= nm; k++) {
 			m = order[k]
-			printf "| %s | %.3f | %.3f | %.1f | %s / %s |\n", m, pre[m], inf[m], 1000 / (pre[m] + inf[m]), preload[m], infload[m]
+			for (r = 1; r <= nr; r++) { a[r] = pre[m, r]; b[r] = inf[m, r]; li[r] = 1000 / (pre[m, r] + inf[m, r]) }
+			printf "| %s | %.3f | %.3f | %.1f |\n", m, median(a, nr), median(b, nr), median(li, nr)
 		}
 	}' "$results"
