@@ -38,6 +38,10 @@ const (
 	// bound.
 	rollRate = 50
 	rollMax  = 20000
+	// maxRollRefusals bounds the requests the contract refuses while a
+	// pred release with another spec rolls in (a plain round robin over
+	// the mixed replicas refused thousands).
+	maxRollRefusals = 10
 	// stopGrace is docker stop's timeout, as the Compose file's stop_grace_period.
 	stopGrace = "30"
 	// prepImage and predImage are the images docker-compose.yml names.
@@ -210,8 +214,11 @@ func TestContainers(t *testing.T) {
 			s.dockerCmd(t, "rm", old)
 			current = append(slices.DeleteFunc(current, func(id string) bool { return id == old }), fresh)
 			// prep learns of the new replica when it re-resolves pred's
-			// name after losing the old one; wait until it sends calls there.
-			s.waitCalls(t, l, fresh)
+			// name after losing the old one; wait until it sends calls
+			// there. While a replica of release 1 is left, those calls
+			// are the ones that teach prep to keep release 1's tensors
+			// away from it, unless prep has moved to release 2 already.
+			s.waitReached(t, l, fresh)
 			phase(fmt.Sprintf("release 1 replica %d stopped, until 2 is used", i+1))
 		}
 		waitFor(t, followTimeout, "preps following the new spec", func() string {
@@ -232,6 +239,13 @@ func TestContainers(t *testing.T) {
 		}
 		if n := l.stats.get(outcomeOtherError); n != 0 {
 			t.Errorf("%d requests failed other than by the contract's refusal: %v", n, &l.stats)
+		}
+		// prep sends each tensor to a replica that serves its spec while
+		// one is up, and re-reads the contract and retries when none is:
+		// a refusal reaches a client only in the race of a re-read with
+		// the last old replica's stop.
+		if n := l.stats.get(outcomeContract); n > maxRollRefusals {
+			t.Errorf("%d requests refused by the contract during the roll, want at most %d: %v", n, maxRollRefusals, &l.stats)
 		}
 
 		settle := newLoad(images, s.ports(t, preps)...)
@@ -329,6 +343,20 @@ func (s *stack) waitServes(t *testing.T, images []colorImage, preps []string, id
 		t.Errorf("while waiting for pred to be used again: %v", &l.stats)
 	}
 	t.Logf("prep sends calls to the restarted pred again (%v answered before the kill)", before)
+}
+
+// waitReached waits until pred id has received colors requests of the
+// load that runs meanwhile, answered or refused.
+func (s *stack) waitReached(t *testing.T, l *load, id string) {
+	t.Helper()
+	start := s.predRequests(t, id)
+	name := s.inspect(t, id).Name
+	waitFor(t, rejoinTimeout, "prep sending calls to "+name, func() string {
+		if n := s.predRequests(t, id); n <= start {
+			return fmt.Sprintf("no call received by it (%d requests of the load done)", l.stats.total())
+		}
+		return ""
+	})
 }
 
 // waitCalls waits until pred id has answered colors requests of the load

@@ -208,3 +208,12 @@ func (s *stack) predSuccesses(t *testing.T, id string) float64 {
 	text := s.dockerCmd(t, "exec", s.probe, "curl", "-fsS", "--max-time", "5", url)
 	return metricSum(text, "pred_inference_request_success_total", `model="colors"`)
 }
+
+// predRequests is the number of colors requests pred container id has
+// received, whatever it answered.
+func (s *stack) predRequests(t *testing.T, id string) float64 {
+	t.Helper()
+	url := "http://" + s.ip(t, id) + ":8001/metrics"
+	text := s.dockerCmd(t, "exec", s.probe, "curl", "-fsS", "--max-time", "5", url)
+	return metricSum(text, "pred_inference_requests_total", `model="colors"`)
+}

@@ -65,12 +65,14 @@ const (
 )
 
 // serviceConfig spreads calls over every address the target resolves to,
-// so that pred replicas behind one DNS name share the load, and retries a
+// so that pred replicas behind one DNS name share the load (round robin
+// that keeps a contract away from the replicas that refused it: see
+// balancerName), and retries a
 // call that failed with UNAVAILABLE (a replica stopping or restarting, a
 // model loading) on the next replica, up to twice, after 10 to 100 ms:
 // every PredService call is idempotent.
 const serviceConfig = `{
-  "loadBalancingConfig": [{"round_robin": {}}],
+  "loadBalancingConfig": [{"prepred_contract_aware": {}}],
   "methodConfig": [{
     "name": [{"service": "prepred.pred.v1.PredService"}],
     "retryPolicy": {

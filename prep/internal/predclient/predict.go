@@ -45,7 +45,7 @@ func (c *Client) PredictBatch(ctx context.Context, ct *Contract, requestID strin
 	if requestID != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, RequestIDKey, requestID)
 	}
-	resp, err := c.rpc.Predict(ctx, &predv1.PredictRequest{
+	req := &predv1.PredictRequest{
 		Model:           ct.Model,
 		Version:         ct.Version,
 		SpecFingerprint: ct.Fingerprint,
@@ -55,7 +55,16 @@ func (c *Client) PredictBatch(ctx context.Context, ct *Contract, requestID strin
 			Shape:   shape,
 			RawData: float32Bytes(input),
 		}},
-	})
+	}
+	pctx, note := withPickNote(ctx, contractID{ct.Model, ct.Version, ct.Fingerprint})
+	resp, err := c.rpc.Predict(pctx, req)
+	// A replica that refuses the contract is skipped for it from now on:
+	// while another ready replica has not refused it (a rolling update
+	// half done), the call goes there, and only when none is left is the
+	// contract re-read.
+	for try := 1; err != nil && refusesContract(err) && note.others.Load() && try < maxContractTries && ctx.Err() == nil; try++ {
+		resp, err = c.rpc.Predict(pctx, req)
+	}
 	if err != nil {
 		return nil, c.predictError(ctx, ct, err)
 	}
@@ -66,6 +75,10 @@ func (c *Client) PredictBatch(ctx context.Context, ct *Contract, requestID strin
 	}
 	return nil, status.Errorf(codes.Internal, "pred's answer for model %q version %d lacks output %q", ct.Model, ct.Version, ct.Output.GetName())
 }
+
+// maxContractTries bounds the replicas one Predict tries when they refuse
+// its contract.
+const maxContractTries = 8
 
 // predictError explains a failed Predict call.
 func (c *Client) predictError(ctx context.Context, ct *Contract, err error) error {

@@ -30,7 +30,7 @@ func Target(addr string) string {
 }
 
 // listBuilder resolves "list:///a,b,...": every listed host:port is one
-// endpoint, dialed as given, so round_robin spreads calls over all of them
+// endpoint, dialed as given, so the balancer spreads calls over all of them
 // and a call that fails with UNAVAILABLE is retried on another.
 type listBuilder struct{}
 
@@ -44,9 +44,13 @@ func (listBuilder) Build(t resolver.Target, cc resolver.ClientConn, _ resolver.B
 	if err != nil {
 		return nil, err
 	}
-	state := resolver.State{Endpoints: make([]resolver.Endpoint, len(addrs))}
+	state := resolver.State{
+		Addresses: make([]resolver.Address, len(addrs)),
+		Endpoints: make([]resolver.Endpoint, len(addrs)),
+	}
 	for i, a := range addrs {
-		state.Endpoints[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}}
+		state.Addresses[i] = resolver.Address{Addr: a}
+		state.Endpoints[i] = resolver.Endpoint{Addresses: []resolver.Address{state.Addresses[i]}}
 	}
 	// An error here is the balancer refusing the state; gRPC logs it and
 	// the connection reports it on every call.
