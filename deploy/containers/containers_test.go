@@ -38,10 +38,6 @@ const (
 	// bound.
 	rollRate = 50
 	rollMax  = 20000
-	// maxRollRefusals bounds the requests the contract refuses while a
-	// pred release with another spec rolls in (a plain round robin over
-	// the mixed replicas refused thousands).
-	maxRollRefusals = 10
 	// stopGrace is docker stop's timeout, as the Compose file's stop_grace_period.
 	stopGrace = "30"
 	// prepImage and predImage are the images docker-compose.yml names.

@@ -513,6 +513,9 @@ func TestKubernetes(t *testing.T) {
 		if n := l.stats.get(outcomeOtherError); n != 0 {
 			t.Errorf("%d requests failed other than by the contract's refusal: %v", n, &l.stats)
 		}
+		if n := l.stats.get(outcomeContract); n > maxRollRefusals {
+			t.Errorf("%d requests refused by the contract during the upgrade, want at most %d: %v", n, maxRollRefusals, &l.stats)
+		}
 		settle := newLoad(images, ports()...)
 		settle.run(t.Context(), k8sRate, settleRequests, nil)
 		if settle.stats.get(outcomeOK) != settleRequests {

@@ -61,6 +61,11 @@ func colorImages(t *testing.T, root string, labels ...string) []colorImage {
 	return imgs
 }
 
+// maxRollRefusals bounds the requests the contract refuses while a pred
+// release with another spec rolls in (a plain round robin over the mixed
+// replicas refused thousands).
+const maxRollRefusals = 10
+
 // outcome is how one request ended.
 type outcome int
 
