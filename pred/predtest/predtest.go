@@ -193,7 +193,52 @@ func BuildBinary(root, dir, name, pkg string) (string, error) {
 	if err := os.Rename(tmp.Name(), bin); err != nil {
 		return "", fmt.Errorf("install the %s binary: %w", name, err)
 	}
+	if err := statSources(ctx, root, pkg); err != nil {
+		return "", err
+	}
 	return bin, nil
+}
+
+// statSources stats every file of the repository's packages that pkg is
+// built from, and the module files. go test caches a passing result
+// against the files the test opened or statted, by size and modification
+// time, and knows nothing of the binaries a test builds and runs: without
+// this, a test of the pred or prep binary would report its cached result
+// after their sources changed. Dependencies outside the repository are
+// pinned by go.mod and go.sum.
+func statSources(ctx context.Context, root, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "list", "-deps",
+		"-f", "{{if and .Module .Module.Main}}{{.Dir}} {{.Module.GoMod}}{{end}}", pkg)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("go list -deps %s: %w", pkg, err)
+	}
+	files := []string{filepath.Join(root, "go.work"), filepath.Join(root, "go.work.sum")}
+	mods := map[string]bool{}
+	for line := range strings.Lines(string(out)) {
+		d, mod, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if d == "" {
+			continue // a package from outside the workspace
+		}
+		if !mods[mod] {
+			mods[mod] = true
+			files = append(files, mod, strings.TrimSuffix(mod, ".mod")+".sum")
+		}
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return fmt.Errorf("sources of %s: %w", pkg, err)
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				files = append(files, filepath.Join(d, e.Name()))
+			}
+		}
+	}
+	for _, f := range files {
+		_, _ = os.Stat(f) // a missing file is recorded as missing
+	}
+	return nil
 }
 
 func raceEnabled() bool {
