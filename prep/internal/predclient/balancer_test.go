@@ -1,10 +1,13 @@
 package predclient
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/balancer"
 
 	predv1 "github.com/prepred/prepred/api/gen/prepred/pred/v1"
 	"github.com/prepred/prepred/prep/internal/fakepred"
@@ -99,5 +102,24 @@ func TestRefusalsExpire(t *testing.T) {
 	}
 	if len(r.at) > maxRefusals {
 		t.Errorf("%d refusals kept, want at most %d", len(r.at), maxRefusals)
+	}
+}
+
+// BenchmarkPick is the picker's cost per Predict: two ready replicas, one
+// of which refused the contract, and the Done callback of a success.
+func BenchmarkPick(b *testing.B) {
+	r := &refusals{at: map[refusalKey]time.Time{}}
+	p := &picker{replicas: []replica{{addr: "a:1"}, {addr: "b:1"}}, refused: r}
+	s := contractID{"colors", 1, "f1"}
+	r.add("b:1", s, time.Now())
+	ctx, _ := withPickNote(context.Background(), s)
+	info := balancer.PickInfo{FullMethodName: "/prepred.pred.v1.PredService/Predict", Ctx: ctx}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := p.Pick(info)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Done(balancer.DoneInfo{})
 	}
 }
