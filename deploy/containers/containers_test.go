@@ -91,7 +91,7 @@ func TestContainers(t *testing.T) {
 	step("calls spread over both preds by their metrics", func(t *testing.T) {
 		before := map[string]float64{}
 		for _, id := range preds {
-			before[id] = s.predSuccesses(t, id)
+			before[id] = s.predCount(t, id, predAnswered)
 		}
 		l := newLoad(images, s.ports(t, preps)...)
 		ctx, cancel := context.WithTimeout(t.Context(), loadTimeout)
@@ -103,7 +103,7 @@ func TestContainers(t *testing.T) {
 		total := 0.0
 		share := map[string]float64{}
 		for _, id := range preds {
-			share[s.inspect(t, id).Name] = s.predSuccesses(t, id) - before[id]
+			share[s.inspect(t, id).Name] = s.predCount(t, id, predAnswered) - before[id]
 			total += share[s.inspect(t, id).Name]
 		}
 		t.Logf("%d requests through both preps; colors requests each pred answered: %v", spreadRequests, share)
@@ -214,7 +214,7 @@ func TestContainers(t *testing.T) {
 			// there. While a replica of release 1 is left, those calls
 			// are the ones that teach prep to keep release 1's tensors
 			// away from it, unless prep has moved to release 2 already.
-			s.waitReached(t, l, fresh)
+			s.waitCalls(t, l, fresh, predReceived)
 			phase(fmt.Sprintf("release 1 replica %d stopped, until 2 is used", i+1))
 		}
 		waitFor(t, followTimeout, "preps following the new spec", func() string {
@@ -328,11 +328,11 @@ func (s *stack) scaleUp(t *testing.T, service string, n int, running []string) s
 // some of them: prep uses that replica again.
 func (s *stack) waitServes(t *testing.T, images []colorImage, preps []string, id string) {
 	t.Helper()
-	before := s.predSuccesses(t, id)
+	before := s.predCount(t, id, predAnswered)
 	l := newLoad(images, s.ports(t, preps)...)
 	stop, wait := l.background(t.Context(), rollRate, rollMax)
 	defer func() { stop(); wait() }()
-	s.waitCalls(t, l, id)
+	s.waitCalls(t, l, id, predAnswered)
 	stop()
 	wait()
 	if n := l.stats.total(); l.stats.get(outcomeOK) != n {
@@ -341,29 +341,15 @@ func (s *stack) waitServes(t *testing.T, images []colorImage, preps []string, id
 	t.Logf("prep sends calls to the restarted pred again (%v answered before the kill)", before)
 }
 
-// waitReached waits until pred id has received colors requests of the
-// load that runs meanwhile, answered or refused.
-func (s *stack) waitReached(t *testing.T, l *load, id string) {
+// waitCalls waits until metric (predAnswered, predReceived) of pred id
+// grows with the load that runs meanwhile.
+func (s *stack) waitCalls(t *testing.T, l *load, id, metric string) {
 	t.Helper()
-	start := s.predRequests(t, id)
+	start := s.predCount(t, id, metric)
 	name := s.inspect(t, id).Name
 	waitFor(t, rejoinTimeout, "prep sending calls to "+name, func() string {
-		if n := s.predRequests(t, id); n <= start {
-			return fmt.Sprintf("no call received by it (%d requests of the load done)", l.stats.total())
-		}
-		return ""
-	})
-}
-
-// waitCalls waits until pred id has answered colors requests of the load
-// that runs meanwhile.
-func (s *stack) waitCalls(t *testing.T, l *load, id string) {
-	t.Helper()
-	start := s.predSuccesses(t, id)
-	name := s.inspect(t, id).Name
-	waitFor(t, rejoinTimeout, "prep sending calls to "+name, func() string {
-		if n := s.predSuccesses(t, id); n <= start {
-			return fmt.Sprintf("no call answered by it (%d requests of the load done)", l.stats.total())
+		if n := s.predCount(t, id, metric); n <= start {
+			return fmt.Sprintf("%s unchanged on it (%d requests of the load done)", metric, l.stats.total())
 		}
 		return ""
 	})

@@ -200,20 +200,17 @@ func (s *stack) stopProbe() {
 	}
 }
 
-// predSuccesses returns the colors requests pred container id answered
-// successfully, from its own metrics (pred_inference_request_success_total).
-func (s *stack) predSuccesses(t *testing.T, id string) float64 {
-	t.Helper()
-	url := "http://" + s.ip(t, id) + ":8001/metrics"
-	text := s.dockerCmd(t, "exec", s.probe, "curl", "-fsS", "--max-time", "5", url)
-	return metricSum(text, "pred_inference_request_success_total", `model="colors"`)
-}
+// Metrics of pred's colors requests that predCount reads.
+const (
+	predAnswered = "pred_inference_request_success_total" // answered successfully
+	predReceived = "pred_inference_requests_total"        // received, whatever the answer
+)
 
-// predRequests is the number of colors requests pred container id has
-// received, whatever it answered.
-func (s *stack) predRequests(t *testing.T, id string) float64 {
+// predCount returns metric (predAnswered, predReceived) for the colors
+// model from pred container id's own metrics.
+func (s *stack) predCount(t *testing.T, id, metric string) float64 {
 	t.Helper()
 	url := "http://" + s.ip(t, id) + ":8001/metrics"
 	text := s.dockerCmd(t, "exec", s.probe, "curl", "-fsS", "--max-time", "5", url)
-	return metricSum(text, "pred_inference_requests_total", `model="colors"`)
+	return metricSum(text, metric, `model="colors"`)
 }

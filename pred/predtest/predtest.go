@@ -214,7 +214,9 @@ func statSources(ctx context.Context, root, pkg string) error {
 	if err != nil {
 		return fmt.Errorf("go list -deps %s: %w", pkg, err)
 	}
-	files := []string{filepath.Join(root, "go.work"), filepath.Join(root, "go.work.sum")}
+	// A missing file is recorded as missing.
+	_, _ = os.Stat(filepath.Join(root, "go.work"))
+	_, _ = os.Stat(filepath.Join(root, "go.work.sum"))
 	mods := map[string]bool{}
 	for line := range strings.Lines(string(out)) {
 		d, mod, _ := strings.Cut(strings.TrimSpace(line), " ")
@@ -223,7 +225,8 @@ func statSources(ctx context.Context, root, pkg string) error {
 		}
 		if !mods[mod] {
 			mods[mod] = true
-			files = append(files, mod, strings.TrimSuffix(mod, ".mod")+".sum")
+			_, _ = os.Stat(mod)
+			_, _ = os.Stat(strings.TrimSuffix(mod, ".mod") + ".sum")
 		}
 		entries, err := os.ReadDir(d)
 		if err != nil {
@@ -231,12 +234,9 @@ func statSources(ctx context.Context, root, pkg string) error {
 		}
 		for _, e := range entries {
 			if e.Type().IsRegular() {
-				files = append(files, filepath.Join(d, e.Name()))
+				_, _ = os.Stat(filepath.Join(d, e.Name()))
 			}
 		}
-	}
-	for _, f := range files {
-		_, _ = os.Stat(f) // a missing file is recorded as missing
 	}
 	return nil
 }

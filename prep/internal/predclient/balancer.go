@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,7 +119,7 @@ func (r *refusals) remove(addr string, s contractID) {
 
 // refusesContract reports whether err is a replica refusing the contract of
 // a call (another spec fingerprint, a version or model it does not serve,
-// no ready version), as predictError reads it.
+// no ready version); predictError re-reads the contract on it.
 func refusesContract(err error) bool {
 	switch status.Code(err) {
 	case codes.FailedPrecondition, codes.NotFound:
@@ -138,15 +139,7 @@ func (b *pickerBuilder) Build(info base.PickerBuildInfo) balancer.Picker {
 	for sc, sci := range info.ReadySCs {
 		p.replicas = append(p.replicas, replica{sc: sc, addr: sci.Address.Addr})
 	}
-	slices.SortFunc(p.replicas, func(a, b replica) int {
-		switch {
-		case a.addr < b.addr:
-			return -1
-		case a.addr > b.addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(p.replicas, func(a, b replica) int { return strings.Compare(a.addr, b.addr) })
 	// Start at a random replica, as round_robin does, so that many preps
 	// do not all begin with the same one.
 	p.next.Store(rand.Uint32())

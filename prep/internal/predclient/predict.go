@@ -82,8 +82,8 @@ const maxContractTries = 8
 
 // predictError explains a failed Predict call.
 func (c *Client) predictError(ctx context.Context, ct *Contract, err error) error {
-	switch status.Code(err) {
-	case codes.FailedPrecondition, codes.NotFound:
+	switch {
+	case refusesContract(err):
 		// pred no longer serves this contract (fingerprint mismatch, or the
 		// version is gone): re-read it once, so the next request uses the
 		// new one, and say what changed.
@@ -93,7 +93,7 @@ func (c *Client) predictError(ctx context.Context, ct *Contract, err error) erro
 			c.wakeRun()
 		}
 		return cerr
-	case codes.DeadlineExceeded:
+	case status.Code(err) == codes.DeadlineExceeded:
 		if s := c.conn.GetState(); s != connectivity.Ready {
 			return status.Errorf(codes.Unavailable, "pred at %s is not reachable (connection %s when the request deadline passed)", c.cfg.Target, s)
 		}
